@@ -1,0 +1,3 @@
+from pillars.cli import main
+
+raise SystemExit(main())

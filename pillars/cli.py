@@ -1,0 +1,215 @@
+"""The `pillars` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _size_on_disk(path: Path) -> str:
+    n = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    return f"{n / 1e6:.1f} MB"
+
+
+# ----------------------------------------------------------------------------- pillars data ...
+
+def cmd_data_list(args) -> int:
+    from pillars import data
+    table = Table("name", "task kind", "size", "licence", "cached")
+    for ds in data.REGISTRY.values():
+        table.add_row(ds.name, ds.kind, ds.size, ds.licence,
+                      f"yes ({_size_on_disk(ds.raw_dir)})" if ds.is_cached() else "no")
+    out.print(table)
+    out.print(f"cache: {data.home()}  (set PILLARS_HOME to move it)")
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from pillars import data
+    names = list(data.REGISTRY) if args.all else args.names
+    if not names:
+        raise SystemExit("name the datasets to fetch, or use --all (see `pillars data list`)")
+    for name in names:
+        data.get(name)
+    for name in names:
+        arrays = data.load(name, log=lambda s: console.print(s))
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
+        console.print(f"[green]ok[/] {name}: {shapes}")
+    return 0
+
+
+def cmd_data_info(args) -> int:
+    from pillars import data
+    ds = data.get(args.name)
+    out.print(f"[bold]{ds.name}[/]: {ds.description}")
+    out.print(f"  task kind: {ds.kind}\n  size: {ds.size}\n  licence: {ds.licence}")
+    out.print(f"  cached: {'yes' if ds.is_cached() else 'no'} in {ds.raw_dir}")
+    out.print("  sources, tried in order: local cache, " + ", ".join(s.describe() for s in ds.sources))
+    out.print("  files (sha256, path inside the package, web address):")
+    for f in ds.files:
+        out.print(f"    {f.name}\n      {f.sha256}\n      {f.inner}\n      {f.url or '-'}")
+    for key, value in ds.meta.items():
+        out.print(f"  {key}: {value}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- pillars list / train / evaluate
+
+def cmd_list(args) -> int:
+    from pillars import tasks
+    if args.keys:
+        from pillars import train
+        table = Table("key", "default", "type")
+        for k, v in train.default_config(tasks.get(args.keys)).items():
+            table.add_row(k, str(v), type(v).__name__)
+        out.print(table)
+        return 0
+    table = Table("task", "dataset", "model", "metric", "description")
+    for t in tasks.TASKS.values():
+        table.add_row(t.name, t.dataset, t.model, t.metric, t.description)
+    out.print(table)
+    return 0
+
+
+FLAG_KEYS = {"epochs": "epochs", "lr": "lr", "batch_size": "batch_size", "seed": "seed",
+             "device": "device", "precision": "precision", "max_steps": "max_steps"}
+
+
+def cmd_train(args) -> int:
+    from pillars import config, train
+    overrides = config.parse_sets(args.set)
+    for flag, key in FLAG_KEYS.items():
+        if getattr(args, flag) is not None:
+            overrides[key] = str(getattr(args, flag))
+    if args.compile:
+        overrides["compile"] = "true"
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.toml").exists():
+            raise config.ConfigError(f"--resume {run_dir}: not a run folder (no config.toml)")
+        saved = config.read_toml(run_dir / "config.toml")
+        task_name = saved.pop("task")
+        if args.task and args.task != task_name:
+            raise config.ConfigError(f"{run_dir} is a run of {task_name}, not {args.task}")
+        cfg = train.resolve_config(task_name)
+        cfg = config.apply_overrides(cfg, saved, str(run_dir / "config.toml"))
+        changed = {k: v for k, v in config.apply_overrides(cfg, overrides, "the command line").items()
+                   if v != cfg[k]}
+        if changed:
+            console.print(f"[yellow]resuming with changed keys {changed}: the run is no longer an exact "
+                          f"continuation[/]")
+        cfg = {**cfg, **changed}
+        train.check_config(cfg)
+        train.fit(task_name, cfg, run_dir, resume=True, progress=not args.no_progress)
+        return 0
+    if not args.task:
+        raise config.ConfigError("name a task (see `pillars list`), or --resume RUN_DIR")
+    cfg = train.resolve_config(args.task, args.config, overrides)
+    if args.dry_run:   # one step and one evaluation batch, in a folder that is then removed
+        cfg.update(max_steps=1, eval_batches=1)
+        with tempfile.TemporaryDirectory(prefix="pillars-dry-run-") as tmp:
+            summary = train.fit(args.task, cfg, Path(tmp), progress=False)
+        console.print(f"dry run ok: {summary['final']}")
+        return 0
+    from pillars.train import init_process, new_run_dir
+    proc = init_process(cfg["device"])
+    if args.out:
+        run_dir = Path(args.out)
+        if (run_dir / "config.toml").exists():
+            raise config.ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                                     "or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    elif proc.world > 1:   # every process must agree on the folder
+        import torch.distributed as dist
+        box = [str(new_run_dir(Path(args.runs), args.task)) if proc.main else None]
+        dist.broadcast_object_list(box, src=0)
+        run_dir = Path(box[0])
+    else:
+        run_dir = new_run_dir(Path(args.runs), args.task)
+    train.fit(args.task, cfg, run_dir, progress=not args.no_progress)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from pillars import train
+    result = train.evaluate_run(Path(args.run_dir), args.device)
+    out.print(json.dumps(result, indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pillars", description="CNNs, LSTMs, Transformers and GANs on real data.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a task (see `pillars list`)")
+    t.add_argument("task", nargs="?", help="task name")
+    t.add_argument("--config", help="TOML file of configuration keys")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration key (repeatable); `pillars list --keys TASK` lists them")
+    t.add_argument("--epochs", type=float)
+    t.add_argument("--max-steps", dest="max_steps", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", dest="batch_size", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--precision", choices=["32", "bf16", "16"])
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    t.add_argument("--out", help="run folder (default: runs/TASK, runs/TASK-2, ...)")
+    t.add_argument("--runs", default="runs", help="where new run folders go (default: ./runs)")
+    t.add_argument("--dry-run", action="store_true", help="one step and one evaluation batch, then exit")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a trained run on its test set")
+    e.add_argument("run_dir")
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    e.set_defaults(fn=cmd_evaluate)
+
+    ls = sub.add_parser("list", help="list tasks, or one task's configuration keys")
+    ls.add_argument("--keys", metavar="TASK", help="print TASK's configuration keys and defaults")
+    ls.set_defaults(fn=cmd_list)
+
+    d = sub.add_parser("data", help="datasets: list, fetch, info")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dl = dsub.add_parser("list", help="datasets with their kind, size, licence and cache state")
+    dl.set_defaults(fn=cmd_data_list)
+    df = dsub.add_parser("fetch", help="fetch datasets into the cache and check them")
+    df.add_argument("names", nargs="*")
+    df.add_argument("--all", action="store_true")
+    df.set_defaults(fn=cmd_data_fetch)
+    di = dsub.add_parser("info", help="a dataset's sources, files and checksums")
+    di.add_argument("name")
+    di.set_defaults(fn=cmd_data_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pillars.config import ConfigError
+    from pillars.data.registry import DataError
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, DataError) as e:
+        console.print(f"[red]error:[/] {e}", highlight=False)
+        return 2
+    except RuntimeError as e:
+        from pillars.train import NonFiniteLoss
+        if not isinstance(e, NonFiniteLoss):
+            raise
+        console.print(f"[red]error:[/] {e}", highlight=False)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,569 @@
+"""The one training loop that every task shares.
+
+    pillars train TASK            # one process
+    torchrun --nproc_per_node=N -m pillars train TASK   # DistributedDataParallel
+
+The loop knows nothing of a model family: a task hands it a `Job` (model, data, objective, metric).
+It does mixed precision, torch.compile, gradient accumulation and clipping, warmup + cosine decay,
+evaluation, logs (metrics.jsonl, TensorBoard), atomic checkpoints and exact resume.
+
+Exact resume: the batch of step k is a pure function of (seed, k), the learning rate is a function of k,
+and a checkpoint holds the weights, the optimizer, the grad scaler and every RNG state. A run killed at
+any point and resumed from its last checkpoint therefore ends, on the CPU, with bitwise the same weights.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from pillars import tasks
+from pillars.config import ConfigError, apply_overrides, defaults_of, read_toml, write_toml
+from pillars.data.batches import eval_batches
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    max_steps: int = 0            # stop after this many optimizer steps (0: run `epochs`)
+    batch_size: int = 128         # global batch per optimizer step, over all processes and micro-batches
+    accum_steps: int = 1          # micro-batches per optimizer step (gradient accumulation)
+    optimizer: str = "adamw"      # adamw | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9         # sgd only (Nesterov)
+    betas: str = "0.9,0.999"      # adamw only
+    weight_decay: float = 0.0
+    schedule: str = "cosine"      # cosine | constant (both after linear warmup)
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0     # the cosine ends at lr * min_lr_ratio
+    grad_clip: float = 0.0        # max global gradient norm (0: off)
+    eval_every: int = 0           # in optimizer steps (0: once an epoch); always at the end too
+    eval_batches: int = 0         # evaluate on this many batches only (0: the whole test set)
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 0     # in optimizer steps (0: at every evaluation); always at the end too
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"          # auto | cpu | cuda | mps
+    precision: str = "32"         # 32 | bf16 | 16 (autocast; a grad scaler for 16 only)
+    compile: bool = False
+    channels_last: bool = True    # for conv nets
+    sync_bn: bool = False         # SyncBatchNorm under DDP (GPUs)
+
+
+def default_config(task: tasks.Task) -> dict:
+    cfg = defaults_of(TrainConfig)
+    options = defaults_of(task.options)
+    clash = set(cfg) & set(options)
+    if clash:
+        raise ValueError(f"task {task.name} redefines training keys {sorted(clash)}")
+    cfg = apply_overrides(cfg, task.train_defaults, f"task {task.name}")
+    return {**cfg, **options}
+
+
+def resolve_config(task_name: str, config_file: str | None = None, overrides: dict | None = None) -> dict:
+    """TrainConfig defaults <- the task's defaults <- a TOML file <- `overrides` (from --set and flags)."""
+    task = tasks.get(task_name)
+    cfg = default_config(task)
+    if config_file:
+        file_cfg = read_toml(config_file)
+        file_cfg.pop("task", None)
+        cfg = apply_overrides(cfg, file_cfg, config_file)
+    cfg = apply_overrides(cfg, overrides or {}, "the command line")
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: dict) -> None:
+    choices = {"optimizer": ("adamw", "sgd"), "schedule": ("cosine", "constant"),
+               "device": ("auto", "cpu", "cuda", "mps"), "precision": ("32", "bf16", "16")}
+    for key, valid in choices.items():
+        if cfg[key] not in valid:
+            raise ConfigError(f"{key} must be one of {', '.join(valid)}, not {cfg[key]!r}")
+    for key in ("batch_size", "accum_steps", "keep_checkpoints", "log_every", "eval_batch_size"):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key} must be at least 1, not {cfg[key]}")
+    if cfg["epochs"] <= 0 and cfg["max_steps"] <= 0:
+        raise ConfigError("set epochs or max_steps to a positive number")
+
+
+# ----------------------------------------------------------------------------- devices and processes
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device cuda was asked for, but this torch has no CUDA device "
+                              "(install a CUDA build of torch, see the README, or use --device cpu)")
+        return torch.device("cuda", local_rank)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device mps was asked for, but it is not available here; use --device cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Proc:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_process(device_name: str) -> Proc:
+    """Join the process group when started by torchrun (gloo on the CPU, nccl on GPUs)."""
+    if "RANK" not in os.environ or dist.is_initialized():
+        return Proc(dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else Proc()
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local)
+    return Proc(rank, world, local)
+
+
+def all_reduce_sums(sums: dict[str, torch.Tensor], proc: Proc) -> dict[str, float]:
+    keys = sorted(sums)
+    vec = torch.stack([sums[k].detach().float() for k in keys])   # stays on the device (nccl)
+    if proc.world > 1:
+        dist.all_reduce(vec)
+    return {k: v.item() for k, v in zip(keys, vec.cpu())}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state(legacy=True)
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+def make_optimizer(model: nn.Module, cfg: dict, device: torch.device) -> torch.optim.Optimizer:
+    """Weight decay on weight matrices and conv kernels only, not on biases and norm parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg["weight_decay"]},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
+    try:
+        betas = tuple(float(b) for b in cfg["betas"].split(","))
+        assert len(betas) == 2
+    except (ValueError, AssertionError):
+        raise ConfigError(f"betas takes two numbers such as 0.9,0.999, not {cfg['betas']!r}") from None
+    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=betas, fused=device.type == "cuda")
+
+
+def lr_at(step: int, total: int, cfg: dict) -> float:
+    """Linear warmup over `warmup_steps`, then cosine decay to lr * min_lr_ratio (or constant)."""
+    base, warm = cfg["lr"], cfg["warmup_steps"]
+    if step < warm:
+        return base * (step + 1) / warm
+    if cfg["schedule"] == "constant":
+        return base
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    floor = base * cfg["min_lr_ratio"]
+    return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+# ----------------------------------------------------------------------------- run folders and checkpoints
+
+def new_run_dir(base: Path, name: str) -> Path:
+    """runs/NAME, or runs/NAME-2, -3 ... : an earlier run is never overwritten."""
+    path, k = base / name, 1
+    while path.exists():
+        k += 1
+        path = base / f"{name}-{k}"
+    path.mkdir(parents=True)
+    return path
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(_dedupe_shared(state), str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _dedupe_shared(state: dict) -> dict:
+    """safetensors stores no two names for one storage (tied embeddings): keep the first name."""
+    seen, out = set(), {}
+    for k, v in state.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        if key not in seen:
+            seen.add(key)
+            out[k] = v
+    return out
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    state = safetensors.torch.load_file(str(path), device=str(next(model.parameters()).device))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {k for k in missing if _is_tied(model, k)}
+    if set(missing) - tied or unexpected:
+        raise ValueError(f"{path} does not match the model: missing {sorted(set(missing) - tied)}, "
+                         f"unexpected {sorted(unexpected)}")
+
+
+def _is_tied(model: nn.Module, key: str) -> bool:
+    params = dict(model.named_parameters(remove_duplicate=False))
+    deduped = dict(model.named_parameters())
+    return key in params and key not in deduped
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (a folder appears only when it is complete)."""
+    return sorted((run_dir / "checkpoints").glob("step-*"))
+
+
+def save_checkpoint(run_dir: Path, step: int, model: nn.Module, state: dict, keep: int) -> Path:
+    """Write weights (safetensors) and the rest (state.pt) into a temporary folder, then rename it."""
+    root = run_dir / "checkpoints"
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_weights(model, tmp / "model.safetensors", {"step": str(step)})
+    torch.save(state, tmp / "state.pt")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+class MetricsLog:
+    """metrics.jsonl and TensorBoard, written by the main process only."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None):
+        from torch.utils.tensorboard import SummaryWriter
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():   # drop what a killed run logged past its checkpoint
+            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        self.tb = SummaryWriter(str(run_dir), purge_step=resume_step + 1 if resume_step is not None else None)
+
+    def write(self, step: int, split: str, values: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+        for k, v in values.items():
+            if isinstance(v, (int, float)):
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+# ----------------------------------------------------------------------------- the loop
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class StopRequested(Exception):
+    pass
+
+
+def evaluate_job(job: tasks.Job, model: nn.Module, cfg: dict, device: torch.device, proc: Proc) -> dict:
+    was_training = model.training
+    model.eval()
+    total: dict[str, torch.Tensor] = {}
+    with torch.no_grad(), autocast(device, cfg["precision"]):
+        for batch in eval_batches(job.test, cfg["eval_batch_size"], proc.rank, proc.world, cfg["eval_batches"]):
+            if job.conv and cfg["channels_last"]:
+                batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+            for k, v in job.eval_sums(model, batch).items():
+                total[k] = total[k] + v if k in total else v
+    model.train(was_training)
+    return job.summary(all_reduce_sums(total, proc))
+
+
+def _stop_on_signals():
+    """First Ctrl-C (or SIGTERM) asks the loop to checkpoint and stop after the current step; a second
+    one interrupts at once."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    return flag, previous
+
+
+def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True,
+        console=None) -> dict:
+    """Train `task_name` with the resolved config `cfg` into `run_dir`; returns the summary."""
+    from rich.console import Console
+    console = console or Console(stderr=True)
+    task = tasks.get(task_name)
+    proc = init_process(cfg["device"])
+    device = resolve_device(cfg["device"], proc.local_rank)
+    accum, world = cfg["accum_steps"], proc.world
+    if cfg["batch_size"] % (world * accum):
+        raise ConfigError(f"batch_size {cfg['batch_size']} must divide evenly over {world} processes x "
+                          f"{accum} accumulation steps")
+    if cfg["precision"] == "16" and device.type == "cpu":
+        console.print("[yellow]fp16 autocast on the CPU is slow and rarely supported well; bf16 is the CPU's "
+                      "half precision[/]")
+
+    seed_everything(cfg["seed"])
+    job = task.build(cfg, device)
+    model = job.model.to(device)
+    conv_last = job.conv and cfg["channels_last"]
+    if conv_last:
+        model = model.to(memory_format=torch.channels_last)
+    if world > 1 and cfg["sync_bn"]:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = make_optimizer(model, cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg["precision"] == "16")
+    steps_per_epoch = job.train.steps_per_epoch
+    total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * steps_per_epoch))
+    eval_every = cfg["eval_every"] or steps_per_epoch
+    ckpt_every = cfg["checkpoint_every"] or eval_every
+    seed_everything(cfg["seed"] + proc.rank)   # data order is seeded apart; this drives dropout etc.
+
+    step, best, elapsed_before = 0, None, 0.0
+    if resume:
+        found = checkpoints(run_dir)
+        if not found:
+            raise ConfigError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
+        last = found[-1]
+        load_weights(model, last / "model.safetensors")
+        state = torch.load(last / "state.pt", weights_only=True, map_location="cpu")
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step, best, elapsed_before = state["step"], state["best"], state["elapsed"]
+        rngs = state["rng"]
+        set_rng_state(rngs[proc.rank] if len(rngs) == world else rngs[0])
+        if proc.main:
+            console.print(f"resuming {run_dir} from step {step}")
+
+    raw_model = model
+    if cfg["compile"]:
+        model = torch.compile(model)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    log = MetricsLog(run_dir, step if resume else None) if proc.main else None
+    n_params = sum(p.numel() for p in raw_model.parameters())
+    if proc.main:
+        write_toml(run_dir / "config.toml", {"task": task_name, **cfg})
+        console.print(f"[bold]{task_name}[/]: {task.description}\n  {n_params:,} parameters, {len(job.train):,} "
+                      f"training examples, {total} steps of {cfg['batch_size']} on {device} x{world}, "
+                      f"precision {cfg['precision']} -> {run_dir}")
+
+    def checkpoint(at: int) -> None:
+        state = {"step": at, "best": best, "elapsed": elapsed_before + time.time() - t0,
+                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state()}
+        if world > 1:
+            rngs = [None] * world
+            dist.all_gather_object(rngs, state["rng"])
+            state["rng"] = rngs
+        else:
+            state["rng"] = [state["rng"]]
+        if proc.main:
+            save_checkpoint(run_dir, at, raw_model, state, cfg["keep_checkpoints"])
+        if world > 1:
+            dist.barrier()
+
+    def run_eval(at: int) -> dict:
+        nonlocal best
+        result = evaluate_job(job, model, cfg, device, proc)
+        score = result[task.metric]
+        if best is None or (score > best if task.higher_is_better else score < best):
+            best = score
+        if proc.main:
+            log.write(at, "test", result)
+            console.print(f"step {at}/{total} (epoch {at / steps_per_epoch:.2f}): "
+                          + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        return result
+
+    flag, previous = _stop_on_signals()
+    bar = _progress(console, enabled=progress and proc.main)
+    tid = bar.add_task(task_name, total=total, completed=step, info="")
+    t0 = time.time()
+    samples, t_window, loss_window = 0, time.time(), []
+    result: dict = {}
+    status = "finished"
+    model.train()
+    try:
+        with bar:
+            while step < total:
+                lr = lr_at(step, total, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = job.train.batch(step, proc.rank, world)
+                micro = list(zip(*(t.chunk(accum) for t in batch)))
+                step_loss = torch.zeros((), device=device)
+                for j, mb in enumerate(micro):
+                    if conv_last:
+                        mb = (mb[0].contiguous(memory_format=torch.channels_last), *mb[1:])
+                    sync = world == 1 or j == accum - 1
+                    with (nullcontext() if sync else model.no_sync()), autocast(device, cfg["precision"]):
+                        loss = job.loss(model, mb) / accum
+                    scaler.scale(loss).backward()
+                    step_loss += loss.detach()
+                if cfg["grad_clip"] > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(raw_model.parameters(), cfg["grad_clip"])
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                samples += cfg["batch_size"]
+                loss_window.append(step_loss)
+
+                log_now = step % cfg["log_every"] == 0
+                stop = flag["stop"]
+                if world > 1 and log_now:   # every process must stop at the same step
+                    stop_vec = torch.tensor([float(stop)], device=device)
+                    dist.all_reduce(stop_vec, op=dist.ReduceOp.MAX)
+                    stop = bool(stop_vec.item())
+                elif world > 1:
+                    stop = False
+                due_eval = step % eval_every == 0 or step == total
+                due_ckpt = step % ckpt_every == 0 or step == total or stop
+                if log_now or due_eval or due_ckpt:
+                    mean_loss = torch.stack(loss_window).mean()
+                    if world > 1:
+                        dist.all_reduce(mean_loss)
+                        mean_loss /= world
+                    mean_loss = mean_loss.item()
+                    if not math.isfinite(mean_loss):
+                        raise NonFiniteLoss(f"the training loss became {mean_loss} at step {step}")
+                    rate = samples / (time.time() - t_window)
+                    if proc.main:
+                        log.write(step, "train", {"loss": mean_loss, "lr": lr, "samples_per_s": rate})
+                        bar.update(tid, info=f"loss {mean_loss:.4f}  lr {lr:.2e}  {rate:,.0f} samples/s")
+                    samples, t_window, loss_window = 0, time.time(), []
+                bar.update(tid, completed=step)
+                if due_eval:
+                    result = run_eval(step)
+                if due_ckpt:
+                    checkpoint(step)
+                if stop and step < total:
+                    raise StopRequested
+    except NonFiniteLoss as e:
+        kept = checkpoints(run_dir)
+        raise NonFiniteLoss(f"{e}; the run stopped. The last good checkpoint is "
+                            f"{kept[-1] if kept else '(none yet)'}: lower --lr, set grad_clip, or use "
+                            f"--precision 32, then continue with --resume {run_dir}") from None
+    except StopRequested:
+        status = "interrupted"
+        if proc.main:
+            console.print(f"[yellow]stopped at step {step}; checkpoint saved. Continue with: "
+                          f"pillars train {task_name} --resume {run_dir}[/]")
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if log:
+            log.close()
+
+    wall = elapsed_before + time.time() - t0
+    summary = {"task": task_name, "status": status, "steps": step, "epochs": round(step / steps_per_epoch, 3),
+               "metric": task.metric, "final": result, "best": best, "wall_time_s": round(wall, 1),
+               "samples_per_s": round(step * cfg["batch_size"] / max(wall, 1e-9), 1),
+               "parameters": n_params, "device": str(device), "processes": world,
+               "precision": cfg["precision"], "torch": torch.__version__, "machine": machine_name()}
+    if proc.main and status == "finished":
+        save_weights(raw_model, run_dir / "model.safetensors", {"task": task_name, "step": str(step)})
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        console.print(f"[bold green]done[/]: {task.metric} {result.get(task.metric, float('nan')):.4f} "
+                      f"after {step} steps in {wall:.0f} s ({summary['samples_per_s']:,.0f} samples/s) -> {run_dir}")
+    return summary
+
+
+def _progress(console, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                    console=console, disable=not enabled, transient=False)
+
+
+def machine_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+# ----------------------------------------------------------------------------- runs after training
+
+def load_run(run_dir: Path, device_name: str = "auto") -> tuple[str, dict, tasks.Job, torch.device]:
+    """Rebuild a finished (or checkpointed) run's job with its trained weights."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").exists():
+        raise ConfigError(f"{run_dir} is not a run folder (it has no config.toml)")
+    saved = read_toml(run_dir / "config.toml")
+    task_name = saved.pop("task")
+    cfg = apply_overrides(default_config(tasks.get(task_name)), saved, str(run_dir / "config.toml"))
+    device = resolve_device(device_name)
+    job = tasks.get(task_name).build(cfg, device)
+    job.model.to(device)
+    weights = run_dir / "model.safetensors"
+    if not weights.exists():
+        found = checkpoints(run_dir)
+        if not found:
+            raise ConfigError(f"{run_dir} has no weights yet (no model.safetensors and no checkpoint)")
+        weights = found[-1] / "model.safetensors"
+    load_weights(job.model, weights)
+    return task_name, cfg, job, device
+
+
+def evaluate_run(run_dir: Path, device_name: str = "auto") -> dict:
+    task_name, cfg, job, device = load_run(run_dir, device_name)
+    cfg = {**cfg, "eval_batches": 0}
+    if job.conv and cfg["channels_last"]:
+        job.model.to(memory_format=torch.channels_last)
+    return evaluate_job(job, job.model, cfg, device, Proc())
+
