@@ -343,7 +343,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         console=None) -> dict:
     """Train `task_name` with the resolved config `cfg` into `run_dir`; returns the summary."""
     from rich.console import Console
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     task = tasks.get(task_name)
     proc = init_process(cfg["device"])
     device = resolve_device(cfg["device"], proc.local_rank)

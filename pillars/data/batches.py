@@ -41,10 +41,11 @@ class TensorBatches:
 
 def eval_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, rank: int = 0, world: int = 1,
                  limit: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
-    """In-order batches over this process's contiguous shard of the set (`limit` batches at most)."""
+    """In-order batches over this process's contiguous shard of the set; with `limit`, the set is cut
+    to its first `limit` x `batch_size` examples first, so every world size sees the same examples."""
     n = len(tensors[0])
+    if limit:
+        n = min(n, limit * batch_size)
     lo, hi = n * rank // world, n * (rank + 1) // world
-    for k, start in enumerate(range(lo, hi, batch_size)):
-        if limit and k >= limit:
-            return
+    for start in range(lo, hi, batch_size):
         yield tuple(t[start:min(start + batch_size, hi)] for t in tensors)

@@ -1,0 +1,65 @@
+import pytest
+
+from pillars import config, train
+from tests.conftest import pillars, sets
+
+
+def test_coerce_types():
+    assert config.coerce("lr", "3e-4", 1e-3) == 3e-4
+    assert config.coerce("steps", "1000", 0) == 1000
+    assert config.coerce("steps", "1e3", 0) == 1000
+    assert config.coerce("compile", "true", False) is True
+    assert config.coerce("compile", "0", True) is False
+    assert config.coerce("lr", 1, 0.5) == 1.0
+    with pytest.raises(config.ConfigError, match="takes a int"):
+        config.coerce("steps", "ten", 0)
+    with pytest.raises(config.ConfigError, match="true or false"):
+        config.coerce("compile", "maybe", False)
+
+
+def test_resolution_order(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('lr = 0.5\nwidth = 16\nepochs = 2\n')
+    cfg = train.resolve_config("fashion-cnn", str(toml), {"lr": "0.1"})
+    assert cfg["lr"] == 0.1            # command line beats the file
+    assert cfg["width"] == 16          # the file beats the task default
+    assert cfg["epochs"] == 2.0
+    assert cfg["weight_decay"] == 5e-4  # the task default beats TrainConfig's
+
+
+def test_unknown_key_lists_valid_keys_and_closest():
+    r = pillars("train", "fashion-cnn", *sets("learning_rat=0.1"), check=False)
+    assert r.returncode == 2
+    assert "unknown key 'learning_rat'" in r.stderr
+    assert "Valid keys:" in r.stderr and "batch_size" in r.stderr and "width" in r.stderr
+    r = pillars("train", "fashion-cnn", *sets("widht=8"), check=False)
+    assert "Did you mean 'width'" in r.stderr
+
+
+def test_unknown_task_suggests_closest():
+    r = pillars("train", "fashion-cn", check=False)
+    assert r.returncode == 2
+    assert "unknown task 'fashion-cn'" in r.stderr and "Did you mean 'fashion-cnn'" in r.stderr
+
+
+def test_bad_values_are_clear_errors():
+    r = pillars("train", "fashion-cnn", *sets("optimizer=lion"), check=False)
+    assert r.returncode == 2 and "optimizer must be one of adamw, sgd" in r.stderr
+    r = pillars("train", "fashion-cnn", "--batch-size", "100", *sets("accum_steps=3"), check=False)
+    assert r.returncode == 2 and "must divide evenly" in r.stderr
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = {"lr": 1.0, "warmup_steps": 10, "schedule": "cosine", "min_lr_ratio": 0.1}
+    assert train.lr_at(0, 110, cfg) == pytest.approx(0.1)
+    assert train.lr_at(9, 110, cfg) == pytest.approx(1.0)
+    assert train.lr_at(60, 110, cfg) == pytest.approx(0.55)
+    assert train.lr_at(110, 110, cfg) == pytest.approx(0.1)
+    assert train.lr_at(50, 110, {**cfg, "schedule": "constant"}) == 1.0
+
+
+def test_list_shows_tasks_and_keys():
+    r = pillars("list")
+    assert "fashion-cnn" in r.stdout and "fashion-mnist" in r.stdout
+    r = pillars("list", "--keys", "fashion-cnn")
+    assert "checkpoint_every" in r.stdout and "label_smoothing" in r.stdout

@@ -1,0 +1,200 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+
+from pillars import tasks, train
+from pillars.models.cnn import ConvNet, ConvNetConfig
+from tests.conftest import ROOT, TINY, pillars, sets
+
+
+def weights(run_dir: Path) -> dict:
+    return safetensors.torch.load_file(str(run_dir / "model.safetensors"))
+
+
+def assert_bitwise_equal(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def fit(tmp_path, name, **overrides):
+    cfg = train.resolve_config("fashion-cnn", overrides={**dict(s.split("=") for s in TINY), **overrides})
+    run = tmp_path / name
+    run.mkdir()
+    return train.fit("fashion-cnn", cfg, run, progress=False), run
+
+
+def test_convnet_shapes_and_gradients():
+    model = ConvNet(ConvNetConfig(widths=(8, 16), hidden=32))
+    x = torch.randn(4, 1, 28, 28)
+    logits = model(x)
+    assert logits.shape == (4, 10)
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_overfits_one_batch(fashion):
+    torch.manual_seed(0)
+    x = torch.from_numpy(fashion["train_x"][:64]).float().div(255).unsqueeze(1)
+    y = torch.from_numpy(fashion["train_y"][:64])
+    model = ConvNet(ConvNetConfig(widths=(8, 16), hidden=64, dropout=0.0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert (model(x).argmax(-1) == y).float().mean().item() == 1.0
+    assert loss.item() < 0.05
+
+
+def test_run_folder_contents_and_evaluate(tmp_path, fashion):
+    summary, run = fit(tmp_path, "run", max_steps=30, eval_every=15)
+    for name in ("config.toml", "metrics.jsonl", "summary.json", "model.safetensors"):
+        assert (run / name).exists(), name
+    assert list(run.glob("events.out.tfevents.*"))
+    assert [p.name for p in train.checkpoints(run)] == ["step-00000015", "step-00000030"]
+    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {ln["split"] for ln in lines} == {"train", "test"}
+    assert json.loads((run / "summary.json").read_text())["steps"] == 30
+    # the saved weights give the same figures again
+    again = train.evaluate_job(*_rebuilt(run, eval_batches=2))
+    assert again["accuracy"] == pytest.approx(summary["final"]["accuracy"])
+
+
+def _rebuilt(run, **cfg_changes):
+    task_name, cfg, job, device = train.load_run(run, "cpu")
+    if job.conv:
+        job.model.to(memory_format=torch.channels_last)
+    return job, job.model, {**cfg, **cfg_changes}, device, train.Proc()
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, fashion):
+    common = dict(max_steps=8, batch_norm="false", dropout="0", eval_every=8)
+    _, a = fit(tmp_path, "a", accum_steps=1, **common)
+    _, b = fit(tmp_path, "b", accum_steps=4, **common)
+    wa, wb = weights(a), weights(b)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+
+
+def _start(run: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pillars", "train", "fashion-cnn", "--out", str(run),
+                             "--no-progress", *sets(*TINY), *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_for_checkpoint(run: Path, step: int, proc: subprocess.Popen, timeout=300):
+    target = run / "checkpoints" / f"step-{step:08d}"
+    t0 = time.time()
+    while not target.exists():
+        assert proc.poll() is None, f"training ended early: {proc.stderr.read()[-2000:]}"
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+
+
+RESUME = ("max_steps=60", "checkpoint_every=10", "eval_every=20")
+
+
+def test_sigkill_then_resume_is_bitwise_exact(tmp_path, fashion):
+    full = tmp_path / "full"
+    pillars("train", "fashion-cnn", "--out", str(full), "--no-progress", *sets(*TINY, *RESUME))
+    killed = tmp_path / "killed"
+    proc = _start(killed, *sets(*RESUME))
+    _wait_for_checkpoint(killed, 30, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists()
+    r = pillars("train", "--resume", str(killed), "--no-progress")
+    assert "resuming" in r.stderr
+    assert_bitwise_equal(weights(full), weights(killed))
+    # the log holds each step once, as an uninterrupted run's does
+    steps = [(ln["step"], ln["split"]) for ln in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines())]
+    assert len(steps) == len(set(steps))
+    full_steps = [(ln["step"], ln["split"]) for ln in map(json.loads, (full / "metrics.jsonl").read_text().splitlines())]
+    assert steps == full_steps
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path, fashion):
+    full = tmp_path / "full"
+    pillars("train", "fashion-cnn", "--out", str(full), "--no-progress", *sets(*TINY, *RESUME))
+    run = tmp_path / "interrupted"
+    proc = _start(run, *sets(*RESUME))
+    _wait_for_checkpoint(run, 10, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped at step" in err and f"--resume {run}" in err
+    stopped = train.checkpoints(run)[-1]
+    assert int(stopped.name.split("-")[1]) < 60
+    pillars("train", "--resume", str(run), "--no-progress")
+    assert_bitwise_equal(weights(full), weights(run))
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path, fashion):
+    run = tmp_path / "nan"
+    r = pillars("train", "fashion-cnn", "--out", str(run), "--no-progress",
+                *sets(*TINY, "optimizer=sgd", "lr=1e6", "max_steps=40", "checkpoint_every=1",
+                      "log_every=1", "batch_norm=false"), check=False)
+    assert r.returncode == 3, r.stderr
+    assert "the training loss became" in r.stderr and "last good checkpoint" in r.stderr
+    assert not (run / "summary.json").exists()
+    for ckpt in train.checkpoints(run):   # nothing non-finite was saved
+        for v in safetensors.torch.load_file(str(ckpt / "model.safetensors")).values():
+            assert torch.isfinite(v.float()).all()
+
+
+def test_existing_run_folder_is_never_overwritten(tmp_path, fashion):
+    run = tmp_path / "run"
+    pillars("train", "fashion-cnn", "--out", str(run), "--no-progress", *sets(*TINY, "max_steps=2"))
+    r = pillars("train", "fashion-cnn", "--out", str(run), *sets(*TINY, "max_steps=2"), check=False)
+    assert r.returncode == 2 and "already holds a run" in r.stderr
+    base = tmp_path / "runs"
+    for _ in range(2):
+        pillars("train", "fashion-cnn", "--runs", str(base), "--no-progress", *sets(*TINY, "max_steps=1"))
+    assert sorted(p.name for p in base.iterdir()) == ["fashion-cnn", "fashion-cnn-2"]
+
+
+def test_bf16_autocast_and_sgd_train(tmp_path, fashion):
+    summary, _ = fit(tmp_path, "bf16", max_steps=30, precision="bf16", optimizer="sgd", lr=0.05)
+    assert summary["final"]["accuracy"] > 0.5
+
+
+def test_ddp_two_processes_equal_one_process(tmp_path, fashion):
+    """torchrun with 2 gloo processes, each on half of the global batch, trains the same weights.
+    SGD keeps float noise in the summed gradients at its own size (Adam divides by sqrt(v), which
+    magnifies it where a gradient is near zero)."""
+    common = sets(*TINY, "max_steps=12", "eval_every=6", "batch_norm=false", "dropout=0",
+                  "optimizer=sgd", "lr=0.05")
+    single = tmp_path / "single"
+    pillars("train", "fashion-cnn", "--out", str(single), "--no-progress", *common)
+    ddp = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+                        "-m", "pillars", "train", "fashion-cnn", "--out", str(ddp), "--no-progress", *common],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((ddp / "summary.json").read_text())
+    assert summary["processes"] == 2
+    a, b = weights(single), weights(ddp)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    s1 = json.loads((single / "summary.json").read_text())["final"]
+    assert summary["final"]["accuracy"] == pytest.approx(s1["accuracy"], abs=2e-3)
+
+
+@pytest.mark.slow
+def test_fashion_cnn_reaches_90_percent(tmp_path, fashion):
+    """A CI-sized real run: two epochs in bf16 (about a minute here)."""
+    summary, run = fit(tmp_path, "fashion", epochs=2.0, precision="bf16", width=32, hidden=128,
+                       train_samples=0, batch_size=128, eval_batches=0, eval_batch_size=1000)
+    assert summary["final"]["accuracy"] >= 0.90, summary
