@@ -384,6 +384,13 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         step, best, elapsed_before = state["step"], state["best"], state["elapsed"]
         rngs = state["rng"]
         set_rng_state(rngs[proc.rank] if len(rngs) == world else rngs[0])
+        if step >= total and (run_dir / "summary.json").exists():
+            if proc.main:
+                console.print(f"{run_dir} already finished at step {step}; raise --max-steps or --epochs "
+                              "to train it further")
+            return json.loads((run_dir / "summary.json").read_text())
+        for stale in (run_dir / "checkpoints").glob(".tmp-*"):   # a checkpoint write that was cut off
+            shutil.rmtree(stale, ignore_errors=True)
         if proc.main:
             console.print(f"resuming {run_dir} from step {step}")
 
