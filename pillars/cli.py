@@ -41,7 +41,7 @@ def cmd_data_fetch(args) -> int:
         data.get(name)
     for name in names:
         arrays = data.load(name, log=lambda s: console.print(s))
-        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items()) or "files checked"
         console.print(f"[green]ok[/] {name}: {shapes}")
     return 0
 
@@ -145,6 +145,55 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    import torch
+    from pillars import train
+    from pillars.config import ConfigError
+    from pillars.data.folder import open_image, to_array
+    _, _, job, device = train.load_run(Path(args.run_dir), args.device)
+    spec = job.inputs
+    if spec is None:
+        raise ConfigError(f"{args.run_dir} is not an image classifier; predict takes runs of image tasks")
+    model = job.model.eval()
+    mean, std = torch.tensor(spec.mean).view(1, -1, 1, 1), torch.tensor(spec.std).view(1, -1, 1, 1)
+    for path in args.images:
+        # light-on-dark datasets show whole centred objects: pad to a square rather than crop
+        pixels = to_array(open_image(Path(path)), spec.size, spec.channels,
+                          fit="pad" if spec.light_on_dark else "crop")
+        x = torch.from_numpy(pixels).float().div(255)
+        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+        border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).mean().item()
+        invert = args.invert == "yes" or (args.invert == "auto" and spec.light_on_dark and border > 0.5)
+        if invert:   # a photo on a light background, for a model trained on light objects on black
+            x = 1 - x
+        with torch.no_grad():
+            probs = model(((x - mean) / std).to(device)).float().softmax(-1)[0].cpu()
+        top = probs.topk(min(args.top_k, len(probs)))
+        out.print(f"[bold]{path}[/]" + ("  (inverted: light background)" if invert else ""))
+        for p, i in zip(top.values.tolist(), top.indices.tolist()):
+            out.print(f"  {spec.classes[i]:<16} {p:6.1%}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from pillars import explain, train
+    from pillars.config import ConfigError
+    run_dir = Path(args.run_dir)
+    _, _, job, _ = train.load_run(run_dir, args.device)
+    if job.inputs is None:
+        raise ConfigError(f"{run_dir}: explain has experiments for image classifiers so far")
+    result = explain.explain_image_classifier(run_dir, job, log=console.print)
+    for key in ("filters", "feature_maps"):
+        out.print(f"wrote {run_dir / result[key]}")
+    out.print(f"wrote {run_dir / 'confusion.png'} (test accuracy {result['accuracy']:.2%})")
+    out.print(f"wrote {run_dir / 'gradcam.png'}")
+    t = result["translation"]
+    out.print(f"wrote {run_dir / 'translation.png'}: accuracy at shifts {result['shifts']} px")
+    for name, accs in t.items():
+        out.print(f"  {name:<4} " + " ".join(f"{a:.3f}" for a in accs))
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     e.set_defaults(fn=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="classify image files with a trained image run")
+    pr.add_argument("run_dir")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top-k", dest="top_k", type=int, default=3)
+    pr.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
+                    help="invert the grey levels; auto: when the model was trained on light objects on black "
+                         "and the image's border is light")
+    pr.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    pr.set_defaults(fn=cmd_predict)
+
+    ex = sub.add_parser("explain", help="experiments that show what a trained run learned (PNG files)")
+    ex.add_argument("run_dir")
+    ex.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    ex.set_defaults(fn=cmd_explain)
 
     ls = sub.add_parser("list", help="list tasks, or one task's configuration keys")
     ls.add_argument("--keys", metavar="TASK", help="print TASK's configuration keys and defaults")

@@ -1,7 +1,6 @@
 """Tasks: each one a short recipe of dataset + model + objective + metric.
 
-A task names its own configuration keys (a dataclass of options) and its changes to the training
-defaults; `build` turns a resolved configuration into a `Job`, which is all the training loop needs.
+A task names its own configuration keys (a dataclass of options) and its changes to the defaults; `build` turns a resolved configuration into a `Job`, which is all the training loop needs.
 """
 from __future__ import annotations
 
@@ -13,8 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pillars import data, metrics
+from pillars.data import transforms
 from pillars.data.batches import TensorBatches
-from pillars.models.cnn import ConvNet, ConvNetConfig
+from pillars.models import cnn
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Job:
     eval_sums: Callable[[nn.Module, tuple], dict[str, torch.Tensor]]  # additive sums of one batch
     summary: Callable[[dict[str, float]], dict[str, float]]          # sums of the set -> figures
     conv: bool = False    # a conv net: trained in channels_last memory format
+    inputs: "ImageInputs | None" = None   # how raw images become model inputs (for predict, explain)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Task:
     metric: str                     # the key of `summary` that names the task's result
     options: type                   # dataclass of the task's own configuration keys
     build: Callable[[dict, torch.device], Job]
-    train_defaults: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)   # the task's changes to the loop's and options' defaults
     higher_is_better: bool = True
 
 
@@ -63,60 +64,236 @@ def get(name: str) -> Task:
 # ----------------------------------------------------------------------------- image classification
 
 @dataclass
+class ImageInputs:
+    """What a model expects of an image: channels, side, normalisation, class names."""
+    channels: int
+    size: int
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+    light_on_dark: bool = False   # the training images show light objects on a black background
+
+
+@dataclass
 class ImageOptions:
+    label_smoothing: float = 0.0
+    train_samples: int = 0       # use only the first N training images (0: all of them)
+    crop_pad: int = 0            # augmentation: random crop after padding by this many pixels (0: off)
+    flip: bool = False           # augmentation: random horizontal flip
+    tta_flip: bool = False       # test-time augmentation: average the logits of the image and its mirror
+
+
+@dataclass
+class ConvNetOptions(ImageOptions):
     width: int = 32              # channels of the first stage; each later stage doubles them
     stages: int = 2
     hidden: int = 128
     batch_norm: bool = True
     dropout: float = 0.25
-    label_smoothing: float = 0.0
-    train_samples: int = 0       # use only the first N training images (0: all of them)
 
 
-def image_tensors(dataset: str, device: torch.device, train_samples: int = 0):
-    """(train_x, train_y), (test_x, test_y) as float (N, C, H, W) tensors normalised with the training
-    set's mean and std, and int64 labels, all on `device`."""
-    arrays = data.load(dataset)
-    train_x = torch.from_numpy(arrays["train_x"]).float().div_(255)
-    if train_x.ndim == 3:
-        train_x = train_x.unsqueeze(1)
-    mean, std = train_x.mean().item(), train_x.std().item()
+@dataclass
+class ResNetOptions(ImageOptions):
+    width: int = 32              # channels of the first stage; each later stage doubles them
+    stages: int = 3
+    blocks: int = 2              # basic blocks per stage
+    dropout: float = 0.0
+
+
+def image_tensors(arrays: dict, device: torch.device, train_samples: int = 0, mean=None, std=None):
+    """(train_x, train_y), (test_x, test_y), mean, std: float (N, C, H, W) images normalised per channel
+    (with the training set's statistics unless given), int64 labels, all on `device`."""
+    def scaled(x):
+        x = torch.from_numpy(x).float().div_(255)
+        return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)   # (N,H,W) or (N,H,W,C)
+
+    train_x = scaled(arrays["train_x"])
+    if mean is None:
+        mean, std = train_x.mean((0, 2, 3)).tolist(), train_x.std((0, 2, 3)).tolist()
+    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
     def prepare(x, y):
-        x = torch.from_numpy(x).float().div_(255)
-        x = x.unsqueeze(1) if x.ndim == 3 else x
-        return ((x - mean) / std).to(device), torch.from_numpy(y).long().to(device)
+        return ((x - m) / s).to(device), torch.from_numpy(y).long().to(device)
 
-    train_x, train_y = prepare(arrays["train_x"], arrays["train_y"])
+    train_x, train_y = prepare(train_x, arrays["train_y"])
     if train_samples:
         train_x, train_y = train_x[:train_samples], train_y[:train_samples]
-    return (train_x, train_y), prepare(arrays["test_x"], arrays["test_y"])
+    return (train_x, train_y), prepare(scaled(arrays["test_x"]), arrays["test_y"]), mean, std
 
 
-def build_image_classifier(dataset: str) -> Callable[[dict, torch.device], Job]:
+def image_job(cfg: dict, model: nn.Module, train: tuple, test: tuple, inputs: ImageInputs) -> Job:
+    """A classification job: cross-entropy with optional label smoothing and on-device augmentation."""
+    def loss(model, batch):
+        x, y = batch
+        if cfg["crop_pad"]:
+            x = transforms.random_crop(x, cfg["crop_pad"])
+        if cfg["flip"]:
+            x = transforms.random_flip(x)
+        return F.cross_entropy(model(x), y, label_smoothing=cfg["label_smoothing"])
+
+    def eval_sums(model, batch):
+        x, y = batch
+        logits = model(x)
+        if cfg["tta_flip"]:
+            logits = (logits.float() + model(x.flip(-1)).float()) / 2
+        return metrics.classification_sums(logits, y)
+
+    return Job(model=model, train=TensorBatches(train, cfg["batch_size"], cfg["seed"]), test=test, loss=loss,
+               eval_sums=eval_sums, summary=metrics.classification_summary, conv=True, inputs=inputs)
+
+
+def registered_images(dataset: str, make_model: Callable[[dict, int, int, int], nn.Module]):
+    """A `build` for a registered image dataset; `make_model(cfg, channels, size, classes)`."""
     def build(cfg: dict, device: torch.device) -> Job:
-        (train_x, train_y), test = image_tensors(dataset, device, cfg["train_samples"])
-        model = ConvNet(ConvNetConfig(
-            in_channels=train_x.shape[1], num_classes=len(data.get(dataset).meta["classes"]),
-            image_size=train_x.shape[-1], widths=tuple(cfg["width"] * 2 ** i for i in range(cfg["stages"])),
-            hidden=cfg["hidden"], batch_norm=cfg["batch_norm"], dropout=cfg["dropout"]))
-
-        def loss(model, batch):
-            x, y = batch
-            return F.cross_entropy(model(x), y, label_smoothing=cfg["label_smoothing"])
-
-        return Job(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
-                   test=test, loss=loss, eval_sums=lambda m, b: metrics.classification_sums(m(b[0]), b[1]),
-                   summary=metrics.classification_summary, conv=True)
+        train, test, mean, std = image_tensors(data.load(dataset), device, cfg["train_samples"])
+        classes = data.get(dataset).meta["classes"]
+        channels, size = train[0].shape[1], train[0].shape[-1]
+        inputs = ImageInputs(channels, size, mean, std, classes, light_on_dark=True)
+        return image_job(cfg, make_model(cfg, channels, size, len(classes)), train, test, inputs)
     return build
+
+
+def convnet(cfg, channels, size, classes):
+    return cnn.ConvNet(cnn.ConvNetConfig(
+        in_channels=channels, num_classes=classes, image_size=size,
+        widths=tuple(cfg["width"] * 2 ** i for i in range(cfg["stages"])),
+        hidden=cfg["hidden"], batch_norm=cfg["batch_norm"], dropout=cfg["dropout"]))
+
+
+def resnet(cfg, channels, size, classes):
+    return cnn.ResNet(cnn.ResNetConfig(
+        in_channels=channels, num_classes=classes, widths=tuple(cfg["width"] * 2 ** i for i in range(cfg["stages"])),
+        blocks=cfg["blocks"], dropout=cfg["dropout"]))
+
+
+def lenet(cfg, channels, size, classes):
+    return cnn.LeNet5(cnn.LeNetConfig(in_channels=channels, num_classes=classes, image_size=size))
 
 
 register(Task(
     name="fashion-cnn",
     description="a small VGG-style CNN on Fashion-MNIST (the foundation's first real task)",
     dataset="fashion-mnist", model="ConvNet (2 stages, 32/64 channels, BatchNorm)",
-    objective="cross-entropy", metric="accuracy", options=ImageOptions,
-    build=build_image_classifier("fashion-mnist"),
-    train_defaults={"epochs": 4.0, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-4,
-                    "warmup_steps": 100},
+    objective="cross-entropy", metric="accuracy", options=ConvNetOptions,
+    build=registered_images("fashion-mnist", convnet),
+    defaults={"epochs": 4.0, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-4, "warmup_steps": 100},
+))
+
+register(Task(
+    name="fashion-resnet",
+    description="a ResNet for small images on Fashion-MNIST, with crop and flip augmentation on the device",
+    dataset="fashion-mnist", model="ResNet (3 stages x 2 basic blocks, 32/64/128 channels)",
+    objective="cross-entropy, label smoothing 0.1", metric="accuracy", options=ResNetOptions,
+    build=registered_images("fashion-mnist", resnet),
+    defaults={"epochs": 10.0, "batch_size": 256, "lr": 4e-3, "weight_decay": 5e-2, "warmup_steps": 200,
+              "precision": "bf16", "crop_pad": 2, "flip": True, "label_smoothing": 0.1},
+))
+
+register(Task(
+    name="mnist-5k-cnn",
+    description="LeNet-5, the 1998 baseline, on the 5,000-digit MNIST subset",
+    dataset="mnist-5k", model="LeNet-5", objective="cross-entropy", metric="accuracy", options=ImageOptions,
+    build=registered_images("mnist-5k", lenet),
+    defaults={"epochs": 30.0, "batch_size": 64, "lr": 2e-3, "warmup_steps": 50},
+))
+
+register(Task(
+    name="digits-cnn",
+    description="a small CNN on scikit-learn's 8x8 digits",
+    dataset="digits", model="ConvNet (2 stages, 16/32 channels)", objective="cross-entropy", metric="accuracy",
+    options=ConvNetOptions, build=registered_images("digits", convnet),
+    defaults={"epochs": 40.0, "batch_size": 64, "lr": 3e-3, "warmup_steps": 20, "width": 16, "hidden": 64},
+))
+
+
+@dataclass
+class ImageFolderOptions(ResNetOptions):
+    data: str = ""               # the folder: class sub-folders, or train/ and test/ holding them
+    image_size: int = 64         # images are centre-cropped to a square and resized to this side
+    channels: int = 0            # 1 (grey) or 3 (colour); 0: 1 when every image is grey
+    test_fraction: float = 0.2   # held out for evaluation when there are no train/ and test/ folders
+
+
+def build_image_folder(cfg: dict, device: torch.device) -> Job:
+    from pillars.config import ConfigError
+    from pillars.data.folder import load_image_folder
+    if not cfg["data"]:
+        raise ConfigError("image-folder trains on your own images: give the folder with --set data=DIR "
+                          "(DIR/CLASS/*.jpg, or DIR/train/CLASS/... and DIR/test/CLASS/...)")
+    arrays, classes = load_image_folder(cfg["data"], cfg["image_size"], cfg["channels"], cfg["test_fraction"])
+    train, test, mean, std = image_tensors(arrays, device, cfg["train_samples"])
+    channels = train[0].shape[1]
+    inputs = ImageInputs(channels, cfg["image_size"], mean, std, classes)
+    return image_job(cfg, resnet(cfg, channels, cfg["image_size"], len(classes)), train, test, inputs)
+
+
+register(Task(
+    name="image-folder",
+    description="a ResNet on your own folder of class sub-folders (--set data=DIR)",
+    dataset="your folder (--set data=DIR)", model="ResNet (3 stages x 2 basic blocks)",
+    objective="cross-entropy, label smoothing 0.1", metric="accuracy", options=ImageFolderOptions,
+    build=build_image_folder,
+    defaults={"epochs": 30.0, "batch_size": 32, "lr": 2e-3, "weight_decay": 5e-2, "warmup_steps": 50,
+              "crop_pad": 4, "flip": True, "label_smoothing": 0.1, "eval_batch_size": 200},
+))
+
+
+# ----------------------------------------------------------------------------- transfer learning
+
+class Resized(nn.Module):
+    """Feeds small grey images to a network trained on large colour ones: bilinear upsampling to `size`
+    and the grey channel repeated as R, G and B."""
+
+    def __init__(self, net: nn.Module, size: int, channels: int = 3):
+        super().__init__()
+        self.net, self.size, self.channels = net, size, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.net(x.expand(-1, self.channels, -1, -1))
+
+
+@dataclass
+class TransferOptions(ImageOptions):
+    pretrained: bool = True      # start from the ImageNet weights (false: the same network from scratch)
+    labels_per_class: int = 10   # labelled training images per class, drawn with the seed
+    image_size: int = 64         # side the 28x28 images are upsampled to
+    dropout: float = 0.2
+
+
+def few_labels(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Indices of `per_class` examples of every class, drawn with `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y.cpu() == c).flatten()
+        if len(idx) < per_class:
+            from pillars.config import ConfigError
+            raise ConfigError(f"labels_per_class={per_class}, but class {c} has only {len(idx)} training images")
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.cat(picks).to(y.device)
+
+
+def build_fashion_transfer(cfg: dict, device: torch.device) -> Job:
+    from pillars.data.weights import efficientnet_lite0_imagenet
+    arrays = data.load("fashion-mnist")
+    (train_x, train_y), test, mean, std = image_tensors(arrays, device, mean=[0.5], std=[0.5])
+    keep = few_labels(train_y, cfg["labels_per_class"], cfg["seed"])
+    net = cnn.EfficientNetLite(cnn.EfficientNetLiteConfig(dropout=cfg["dropout"]))
+    if cfg["pretrained"]:
+        net.load_state_dict(cnn.efficientnet_from_reference(efficientnet_lite0_imagenet()))
+    classes = data.get("fashion-mnist").meta["classes"]
+    net.reset_classifier(len(classes))
+    inputs = ImageInputs(1, 28, mean, std, classes, light_on_dark=True)
+    return image_job(cfg, Resized(net, cfg["image_size"]), (train_x[keep], train_y[keep]), test, inputs)
+
+
+register(Task(
+    name="fashion-transfer",
+    description="EfficientNet-Lite0 fine-tuned on N labelled Fashion-MNIST images per class, from ImageNet "
+                "weights (--set pretrained=false: the from-scratch control)",
+    dataset="fashion-mnist + efficientnet-lite0-imagenet", model="EfficientNet-Lite0",
+    objective="cross-entropy", metric="accuracy", options=TransferOptions, build=build_fashion_transfer,
+    defaults={"max_steps": 300, "batch_size": 50, "lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 20,
+              "crop_pad": 2, "flip": True, "eval_every": 100, "eval_batch_size": 500},
 ))

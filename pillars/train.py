@@ -71,8 +71,7 @@ def default_config(task: tasks.Task) -> dict:
     clash = set(cfg) & set(options)
     if clash:
         raise ValueError(f"task {task.name} redefines training keys {sorted(clash)}")
-    cfg = apply_overrides(cfg, task.train_defaults, f"task {task.name}")
-    return {**cfg, **options}
+    return apply_overrides({**cfg, **options}, task.defaults, f"task {task.name}")
 
 
 def resolve_config(task_name: str, config_file: str | None = None, overrides: dict | None = None) -> dict:

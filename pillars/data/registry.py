@@ -281,7 +281,7 @@ class Dataset:
     size: str                       # human summary, e.g. "60,000 train / 10,000 test, 28x28 grey"
     files: tuple[RawFile, ...]
     sources: tuple[Source, ...]
-    parse: Callable[[dict[str, Path]], dict[str, np.ndarray]]
+    parse: Callable[[dict[str, Path]], dict[str, np.ndarray]] | None   # None: files only (weights)
     meta: dict = field(default_factory=dict)   # e.g. class names
 
     @property
@@ -367,6 +367,9 @@ def fetch(name: str, log: Callable[[str], None] = lambda s: None) -> dict[str, P
 def load(name: str, log: Callable[[str], None] = lambda s: None) -> dict[str, np.ndarray]:
     """The dataset's parsed arrays, from the .npy cache when it is current, else parsed and cached."""
     ds = get(name)
+    if ds.parse is None:
+        fetch(name, log)
+        return {}
     stamp = {f.name: f.sha256 for f in ds.files}
     stamp_path = ds.array_dir / "stamp.json"
     if stamp_path.exists():

@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pillars import data
+from pillars.data import transforms
+from pillars.data.folder import load_image_folder
+from pillars.data.registry import DataError
+from pillars.models import cnn
+from tests.conftest import TINY, pillars, sets
+
+
+def _trains(model, x, classes):
+    logits = model(x)
+    assert logits.shape == (x.shape[0], classes)
+    F.cross_entropy(logits, torch.arange(x.shape[0]) % classes).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum().item() for g in grads) > 0
+
+
+def test_lenet5_shapes_and_gradients():
+    model = cnn.LeNet5(cnn.LeNetConfig())
+    _trains(model, torch.randn(4, 1, 28, 28), 10)
+    assert sum(p.numel() for p in model.parameters()) == 61706   # the paper's layer sizes, 28x28 padded to 32
+
+
+def test_resnet_shapes_gradients_and_identity_start():
+    model = cnn.ResNet(cnn.ResNetConfig(widths=(8, 16, 32), blocks=2))
+    _trains(model, torch.randn(4, 1, 28, 28), 10)
+    block = cnn.ResNet(cnn.ResNetConfig(widths=(8,), blocks=1)).stages[0][0].eval()
+    x = torch.rand(2, 8, 6, 6)
+    torch.testing.assert_close(block(x), F.relu(x))   # zero-initialised last BN: the block starts as identity
+
+
+def test_efficientnet_lite0_equals_the_reference_on_real_photos():
+    """Our EfficientNet-Lite0 with the ImageNet weights gives the reference implementation's logits."""
+    ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
+    from sklearn.datasets import load_sample_images
+    from pillars.data.weights import efficientnet_lite0_imagenet
+    path = data.fetch("efficientnet-lite0-imagenet")["efficientnet-lite0-57934424.pth"]
+    reference = ref_pkg.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path)).eval()
+    ours = cnn.EfficientNetLite().eval()
+    ours.load_state_dict(cnn.efficientnet_from_reference(efficientnet_lite0_imagenet()))
+    photos = [np.asarray(Image.fromarray(im).resize((224, 224), Image.Resampling.BICUBIC))
+              for im in load_sample_images().images]                       # china.jpg, flower.jpg
+    x = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
+    with torch.no_grad():
+        expected, got = reference(x), ours(x)
+    assert (expected - got).abs().max().item() <= 1e-4
+    assert 698 in got[0].topk(5).indices.tolist()   # china.jpg shows a temple: ImageNet 698 is "palace"
+
+
+def test_random_crop_shifts_and_flip_mirrors():
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).view(2, 1, 5, 5)
+    torch.manual_seed(0)
+    out = transforms.random_crop(x, 2)
+    assert out.shape == x.shape
+    for i in range(2):   # each output is a window of the zero-padded input
+        padded = F.pad(x[i], (2, 2, 2, 2))
+        windows = [padded[:, dy:dy + 5, dx:dx + 5] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], w) for w in windows)
+    flipped = transforms.random_flip(x)
+    for i in range(2):
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+    assert torch.equal(transforms.shift(x, 1)[..., 1:], x[..., :-1])
+
+
+@pytest.fixture
+def folder(tmp_path, fashion):
+    """A user's folder: three Fashion-MNIST classes as PNG and JPEG files of several sizes and modes."""
+    root = tmp_path / "photos"
+    names = {0: "tshirt", 1: "trouser", 7: "sneaker"}
+    for label, name in names.items():
+        (root / name).mkdir(parents=True)
+        idx = np.flatnonzero(fashion["train_y"] == label)[:40]
+        for k, i in enumerate(idx):
+            im = Image.fromarray(fashion["train_x"][i]).resize((40 + k, 40 + k))
+            if k % 3 == 0:
+                im.convert("RGB").save(root / name / f"{k}.jpg", quality=95)
+            elif k % 3 == 1:
+                im.convert("RGBA").save(root / name / f"{k}.png")
+            else:
+                im.save(root / name / f"{k}.png")
+    (root / "tshirt" / "notes.txt").write_text("not an image, ignored by extension")
+    return root
+
+
+def test_image_folder_loads_any_size_and_mode(folder):
+    arrays, classes = load_image_folder(folder, size=32)
+    assert classes == ["sneaker", "trouser", "tshirt"]
+    assert arrays["train_x"].shape[1:] == (32, 32)   # all grey: one channel
+    assert len(arrays["train_x"]) + len(arrays["test_x"]) == 120 and len(arrays["test_x"]) == 24
+
+
+def test_image_folder_task_learns(folder, tmp_path):
+    run = tmp_path / "run"
+    pillars("train", "image-folder", "--out", str(run), "--no-progress",
+            *sets(f"data={folder}", "image_size=28", "width=8", "epochs=15", "precision=32"))
+    import json
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final"]["accuracy"] >= 0.8, summary
+    r = pillars("predict", str(run), str(folder / "sneaker" / "0.jpg"), "--top-k", "2")
+    assert "sneaker" in r.stdout
+
+
+def test_image_folder_errors_are_clear(tmp_path, folder):
+    r = pillars("train", "image-folder", "--dry-run", check=False)
+    assert r.returncode == 2 and "--set data=DIR" in r.stderr
+    r = pillars("train", "image-folder", "--dry-run", *sets(f"data={tmp_path / 'nowhere'}"), check=False)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    (folder / "trouser" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError, match="broken.png is not a readable image"):
+        load_image_folder(folder, size=28)
+
+
+def test_predict_rejects_corrupt_and_non_image_files(tmp_path, fashion):
+    run = tmp_path / "run"
+    pillars("train", "fashion-cnn", "--out", str(run), "--no-progress", *sets(*TINY, "max_steps=2"))
+    bad = tmp_path / "shoe.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    for path in (bad, text):
+        r = pillars("predict", str(run), str(path), check=False)
+        assert r.returncode == 2 and f"{path} is not a readable image" in r.stderr.replace("\n", "")
+
+
+def test_predict_inverts_a_photo_on_a_light_background(tmp_path, fashion):
+    """A test-set trouser drawn dark on white (as a product photo is) is inverted and recognised."""
+    run = tmp_path / "run"
+    pillars("train", "fashion-cnn", "--out", str(run), "--no-progress",
+            *sets("width=16", "train_samples=20000", "epochs=1", "precision=bf16"))
+    i = int(np.flatnonzero(fashion["test_y"] == 1)[0])
+    photo = tmp_path / "trouser.png"
+    Image.fromarray(255 - fashion["test_x"][i]).resize((300, 300)).convert("RGB").save(photo)
+    r = pillars("predict", str(run), str(photo), "--top-k", "1")
+    assert "inverted" in r.stdout and "trouser" in r.stdout
