@@ -194,6 +194,24 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_experiment(args) -> int:
+    from pillars import config, experiments
+    if args.name != "transfer-curve":
+        raise config.ConfigError(config.unknown_name_message("experiment", args.name, experiments.EXPERIMENTS))
+    labels = tuple(int(n) for n in args.labels.split(","))
+    table = experiments.transfer_curve(Path(args.out), labels, tuple(range(args.seeds)),
+                                       config.parse_sets(args.set), log=console.print)
+    if not table:
+        return 130
+    out.print(f"test accuracy, mean ± std over {args.seeds} seeds  ->  {Path(args.out) / 'transfer_curve.png'}")
+    out.print(f"{'labels/class':>12}  {'pretrained':>14}  {'scratch':>14}  {'gain':>6}")
+    for n in labels:
+        p, s = table["pretrained"][n], table["scratch"][n]
+        out.print(f"{n:>12}  {p['mean']:>8.2%} ± {p['std']:.1%}  {s['mean']:>8.2%} ± {s['std']:.1%}  "
+                  f"{100 * (p['mean'] - s['mean']):>+5.1f}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir")
     ex.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     ex.set_defaults(fn=cmd_explain)
+
+    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve")
+    xp.add_argument("name", help="transfer-curve")
+    xp.add_argument("--out", default="runs/transfer-curve", help="folder of the experiment's runs and plot")
+    xp.add_argument("--labels", default="10,30,100", help="labelled images per class, comma-separated")
+    xp.add_argument("--seeds", type=int, default=3)
+    xp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a configuration key for every run (see `pillars list --keys fashion-transfer`)")
+    xp.set_defaults(fn=cmd_experiment)
 
     ls = sub.add_parser("list", help="list tasks, or one task's configuration keys")
     ls.add_argument("--keys", metavar="TASK", help="print TASK's configuration keys and defaults")

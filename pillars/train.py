@@ -370,7 +370,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     ckpt_every = cfg["checkpoint_every"] or eval_every
     seed_everything(cfg["seed"] + proc.rank)   # data order is seeded apart; this drives dropout etc.
 
-    step, best, elapsed_before = 0, None, 0.0
+    step, best, elapsed_before, train_before, overhead = 0, None, 0.0, 0.0, [0.0]
     if resume:
         found = checkpoints(run_dir)
         if not found:
@@ -381,6 +381,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         step, best, elapsed_before = state["step"], state["best"], state["elapsed"]
+        train_before = state.get("train_time", elapsed_before)
         rngs = state["rng"]
         set_rng_state(rngs[proc.rank] if len(rngs) == world else rngs[0])
         if step >= total and (run_dir / "summary.json").exists():
@@ -410,6 +411,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
 
     def checkpoint(at: int) -> None:
         state = {"step": at, "best": best, "elapsed": elapsed_before + time.time() - t0,
+                 "train_time": train_seconds(),
                  "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state()}
         if world > 1:
             rngs = [None] * world
@@ -422,16 +424,21 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         if world > 1:
             dist.barrier()
 
+    def train_seconds() -> float:
+        """Wall time spent training so far, without evaluations and checkpoints."""
+        return train_before + time.time() - t0 - overhead[0]
+
     def run_eval(at: int) -> dict:
         nonlocal best
         result = evaluate_job(job, model, cfg, device, proc)
+        result["train_time_s"] = round(train_seconds(), 2)
         score = result[task.metric]
         if best is None or (score > best if task.higher_is_better else score < best):
             best = score
         if proc.main:
             log.write(at, "test", result)
             console.print(f"step {at}/{total} (epoch {at / steps_per_epoch:.2f}): "
-                          + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+                          + "  ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "train_time_s"))
         return result
 
     flag, previous = _stop_on_signals()
@@ -493,10 +500,14 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                         bar.update(tid, info=f"loss {mean_loss:.4f}  lr {lr:.2e}  {rate:,.0f} samples/s")
                     samples, t_window, loss_window = 0, time.time(), []
                 bar.update(tid, completed=step)
+                paused = time.time()
                 if due_eval:
                     result = run_eval(step)
                 if due_ckpt:
                     checkpoint(step)
+                if due_eval or due_ckpt:
+                    overhead[0] += time.time() - paused
+                    t_window = time.time()
                 if stop and step < total:
                     raise StopRequested
     except NonFiniteLoss as e:
@@ -518,7 +529,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     wall = elapsed_before + time.time() - t0
     summary = {"task": task_name, "status": status, "steps": step, "epochs": round(step / steps_per_epoch, 3),
                "metric": task.metric, "final": result, "best": best, "wall_time_s": round(wall, 1),
-               "samples_per_s": round(step * cfg["batch_size"] / max(wall, 1e-9), 1),
+               "train_time_s": round(train_seconds(), 1),
+               "samples_per_s": round(step * cfg["batch_size"] / max(train_seconds(), 1e-9), 1),
                "parameters": n_params, "device": str(device), "processes": world,
                "precision": cfg["precision"], "torch": torch.__version__, "machine": machine_name()}
     if proc.main and status == "finished":

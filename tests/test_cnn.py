@@ -98,7 +98,7 @@ def test_image_folder_loads_any_size_and_mode(folder):
 def test_image_folder_task_learns(folder, tmp_path):
     run = tmp_path / "run"
     pillars("train", "image-folder", "--out", str(run), "--no-progress",
-            *sets(f"data={folder}", "image_size=28", "width=8", "epochs=15", "precision=32"))
+            *sets(f"data={folder}", "image_size=28", "width=8", "epochs=40", "precision=32"))
     import json
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final"]["accuracy"] >= 0.8, summary
@@ -138,3 +138,9 @@ def test_predict_inverts_a_photo_on_a_light_background(tmp_path, fashion):
     Image.fromarray(255 - fashion["test_x"][i]).resize((300, 300)).convert("RGB").save(photo)
     r = pillars("predict", str(run), str(photo), "--top-k", "1")
     assert "inverted" in r.stdout and "trouser" in r.stdout
+
+
+@pytest.mark.parametrize("task", ["fashion-resnet", "mnist-5k-cnn", "digits-cnn", "fashion-transfer"])
+def test_every_image_task_runs_one_step(task, fashion):
+    r = pillars("train", task, "--dry-run")
+    assert "dry run ok" in r.stderr

@@ -1,0 +1,72 @@
+"""Experiments made of several training runs.
+
+    pillars experiment transfer-curve    pretrained vs from-scratch EfficientNet-Lite0 against labels/class
+
+Each run is an ordinary run folder under the experiment's folder; a finished run is reused and an
+interrupted one resumed, so an experiment can be stopped and started again.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pillars import train
+
+
+def run_once(task: str, overrides: dict, run_dir: Path, log=print) -> dict:
+    """Train `task` into `run_dir` unless it is already finished there; resume it if it was cut off."""
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        return json.loads(summary_path.read_text())
+    cfg = train.resolve_config(task, overrides={k: str(v) for k, v in overrides.items()})
+    resume = bool(train.checkpoints(run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log(f"{'resuming' if resume else 'training'} {run_dir.name}")
+    return train.fit(task, cfg, run_dir, resume=resume, progress=False)
+
+
+def transfer_curve(out: Path, labels=(10, 30, 100), seeds=(0, 1, 2), extra: dict | None = None, log=print) -> dict:
+    """Test accuracy of fashion-transfer, pretrained and from scratch, for each labels-per-class count
+    and seed; plots the mean with the standard deviation over seeds as error bars."""
+    results: dict[str, dict[int, list[float]]] = {"pretrained": {}, "scratch": {}}
+    for n in labels:
+        for start in ("pretrained", "scratch"):
+            for seed in seeds:
+                overrides = {"labels_per_class": n, "pretrained": start == "pretrained", "seed": seed,
+                             **(extra or {})}
+                summary = run_once("fashion-transfer", overrides, out / f"n{n}-{start}-seed{seed}", log)
+                if summary.get("status") != "finished":
+                    log("stopped: run the same command again to continue where it stopped")
+                    return {}
+                results[start].setdefault(n, []).append(summary["final"]["accuracy"])
+    table = {start: {n: {"mean": float(np.mean(a)), "std": float(np.std(a)), "runs": a} for n, a in r.items()}
+             for start, r in results.items()}
+    (out / "transfer_curve.json").write_text(json.dumps(table, indent=2) + "\n")
+    plot_transfer_curve(table, out / "transfer_curve.png")
+    return table
+
+
+def plot_transfer_curve(table: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for start, style in (("pretrained", "o-"), ("scratch", "s--")):
+        ns = sorted(table[start])
+        ax.errorbar(ns, [100 * table[start][n]["mean"] for n in ns], yerr=[100 * table[start][n]["std"] for n in ns],
+                    fmt=style, capsize=4, label=f"EfficientNet-Lite0, {'ImageNet weights' if start == 'pretrained' else 'from scratch'}")
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(table["pretrained"]), [str(n) for n in sorted(table["pretrained"])])
+    ax.set_xlabel("labelled training images per class")
+    ax.set_ylabel("Fashion-MNIST test accuracy (%)")
+    ax.set_title("transfer learning: a pretrained network needs far fewer labels", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+EXPERIMENTS = {"transfer-curve": transfer_curve}
