@@ -259,6 +259,7 @@ class TransferOptions(ImageOptions):
     labels_per_class: int = 10   # labelled training images per class, drawn with the seed
     image_size: int = 64         # side the 28x28 images are upsampled to
     dropout: float = 0.2
+    bn_momentum: float = 0.1     # BatchNorm running statistics follow the new domain within the short run
 
 
 def few_labels(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
@@ -279,7 +280,7 @@ def build_fashion_transfer(cfg: dict, device: torch.device) -> Job:
     arrays = data.load("fashion-mnist")
     (train_x, train_y), test, mean, std = image_tensors(arrays, device, mean=[0.5], std=[0.5])
     keep = few_labels(train_y, cfg["labels_per_class"], cfg["seed"])
-    net = cnn.EfficientNetLite(cnn.EfficientNetLiteConfig(dropout=cfg["dropout"]))
+    net = cnn.EfficientNetLite(cnn.EfficientNetLiteConfig(dropout=cfg["dropout"], bn_momentum=cfg["bn_momentum"]))
     if cfg["pretrained"]:
         net.load_state_dict(cnn.efficientnet_from_reference(efficientnet_lite0_imagenet()))
     classes = data.get("fashion-mnist").meta["classes"]
@@ -294,6 +295,6 @@ register(Task(
                 "weights (--set pretrained=false: the from-scratch control)",
     dataset="fashion-mnist + efficientnet-lite0-imagenet", model="EfficientNet-Lite0",
     objective="cross-entropy", metric="accuracy", options=TransferOptions, build=build_fashion_transfer,
-    defaults={"max_steps": 300, "batch_size": 50, "lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 20,
-              "crop_pad": 2, "flip": True, "eval_every": 100, "eval_batch_size": 500},
+    defaults={"max_steps": 150, "batch_size": 50, "lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 15,
+              "crop_pad": 2, "flip": True, "eval_every": 150, "eval_batch_size": 500},
 ))

@@ -153,6 +153,7 @@ class EfficientNetLiteConfig:
     num_classes: int = 1000
     dropout: float = 0.2
     drop_connect: float = 0.2    # stochastic depth, growing linearly with block index
+    bn_momentum: float = 0.01    # TensorFlow's 0.99 decay; 0.1 lets running statistics follow a new domain sooner
     # (repeats, kernel, stride, expand ratio, in channels, out channels) of each stage of Lite0
     stages: tuple = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
                      (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
@@ -173,10 +174,11 @@ class SameConv(nn.Conv2d):
 
 
 class ConvBNAct(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, act: bool = True):
+    def __init__(self, cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, act: bool = True,
+                 momentum: float = 0.01):
         super().__init__()
         self.conv = SameConv(cin, cout, k, stride, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-3, momentum=momentum)
         self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,12 +189,12 @@ class MBConv(nn.Module):
     """Mobile inverted bottleneck (Sandler et al. 2018): expand 1x1 -> depthwise kxk -> project 1x1 (linear),
     with a residual when the shape is kept. The Lite variants drop squeeze-and-excitation and use ReLU6."""
 
-    def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int, drop: float):
+    def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int, drop: float, momentum: float):
         super().__init__()
         mid = cin * expand
-        self.expand = ConvBNAct(cin, mid) if expand != 1 else nn.Identity()
-        self.depthwise = ConvBNAct(mid, mid, k, stride, groups=mid)
-        self.project = ConvBNAct(mid, cout, act=False)
+        self.expand = ConvBNAct(cin, mid, momentum=momentum) if expand != 1 else nn.Identity()
+        self.depthwise = ConvBNAct(mid, mid, k, stride, groups=mid, momentum=momentum)
+        self.project = ConvBNAct(mid, cout, act=False, momentum=momentum)
         self.residual = stride == 1 and cin == cout
         self.drop = drop
 
@@ -210,12 +212,12 @@ class EfficientNetLite(nn.Module):
     def __init__(self, cfg: EfficientNetLiteConfig = EfficientNetLiteConfig()):
         super().__init__()
         self.cfg = cfg
-        self.stem = ConvBNAct(cfg.in_channels, cfg.stem, 3, 2)
+        self.stem = ConvBNAct(cfg.in_channels, cfg.stem, 3, 2, momentum=cfg.bn_momentum)
         specs = [(cin if j == 0 else cout, cout, k, s if j == 0 else 1, e)
                  for r, k, s, e, cin, cout in cfg.stages for j in range(r)]
-        self.blocks = nn.Sequential(*[MBConv(*spec, drop=cfg.drop_connect * i / len(specs))
+        self.blocks = nn.Sequential(*[MBConv(*spec, drop=cfg.drop_connect * i / len(specs), momentum=cfg.bn_momentum)
                                       for i, spec in enumerate(specs)])
-        self.head = ConvBNAct(cfg.stages[-1][-1], cfg.head)
+        self.head = ConvBNAct(cfg.stages[-1][-1], cfg.head, momentum=cfg.bn_momentum)
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.head, cfg.num_classes)
 
