@@ -214,6 +214,9 @@ def cmd_experiment(args) -> int:
 
 # ----------------------------------------------------------------------------- parser
 
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pillars", description="CNNs, LSTMs, Transformers and GANs on real data.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -228,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--batch-size", dest="batch_size", type=int)
     t.add_argument("--seed", type=int)
-    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--device", choices=DEVICES)
     t.add_argument("--precision", choices=["32", "bf16", "16"])
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
@@ -240,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a trained run on its test set")
     e.add_argument("run_dir")
-    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    e.add_argument("--device", default="auto", choices=DEVICES)
     e.set_defaults(fn=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="classify image files with a trained image run")
@@ -250,12 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                     help="invert the grey levels; auto: when the model was trained on light objects on black "
                          "and the image's border is light")
-    pr.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    pr.add_argument("--device", default="cpu", choices=DEVICES)
     pr.set_defaults(fn=cmd_predict)
 
     ex = sub.add_parser("explain", help="experiments that show what a trained run learned (PNG files)")
     ex.add_argument("run_dir")
-    ex.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    ex.add_argument("--device", default="cpu", choices=DEVICES)
     ex.set_defaults(fn=cmd_explain)
 
     xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve")

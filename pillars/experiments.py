@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pillars import train
+from pillars.plots import finish_line_plot, pyplot
 
 
 def run_once(task: str, overrides: dict, run_dir: Path, log=print) -> dict:
@@ -49,24 +50,15 @@ def transfer_curve(out: Path, labels=(10, 30, 100), seeds=(0, 1, 2), extra: dict
 
 
 def plot_transfer_curve(table: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.8))
     for start, style in (("pretrained", "o-"), ("scratch", "s--")):
         ns = sorted(table[start])
         ax.errorbar(ns, [100 * table[start][n]["mean"] for n in ns], yerr=[100 * table[start][n]["std"] for n in ns],
                     fmt=style, capsize=4, label=f"EfficientNet-Lite0, {'ImageNet weights' if start == 'pretrained' else 'from scratch'}")
     ax.set_xscale("log")
     ax.set_xticks(sorted(table["pretrained"]), [str(n) for n in sorted(table["pretrained"])])
-    ax.set_xlabel("labelled training images per class")
-    ax.set_ylabel("Fashion-MNIST test accuracy (%)")
-    ax.set_title("transfer learning: a pretrained network needs far fewer labels", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_line_plot(fig, ax, path, "transfer learning: a pretrained network needs far fewer labels",
+                     "labelled training images per class", "Fashion-MNIST test accuracy (%)")
 
 
 EXPERIMENTS = {"transfer-curve": transfer_curve}

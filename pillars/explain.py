@@ -25,13 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pillars.data import transforms
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from pillars.plots import finish_line_plot, pyplot as _plt
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
@@ -144,14 +138,8 @@ def plot_translation(shifts, curves: dict[str, list[float]], path: Path) -> None
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, acc in curves.items():
         ax.plot(list(shifts), [100 * a for a in acc], marker="o", label=label)
-    ax.set_xlabel("shift of the test images (pixels)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("translation: the CNN recognises a pattern wherever it sits", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_line_plot(fig, ax, path, "translation: the CNN recognises a pattern wherever it sits",
+                     "shift of the test images (pixels)", "test accuracy (%)")
 
 
 # ----------------------------------------------------------------------------- confusion and Grad-CAM
@@ -180,6 +168,19 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def last_feature_map(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """The module whose output is the network's final spatial feature map (the last (N, C, H, W) output
+    with H, W > 1 to be completed in a forward pass): Grad-CAM's layer."""
+    done = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: done.append(mod) if torch.is_tensor(o) and o.dim() == 4
+                                     and o.shape[-1] > 1 else None) for m in model.modules()]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return done[-1]
+
+
 def grad_cam(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-activation maps: ReLU(sum_k alpha_k A_k), alpha_k = spatial mean of d(score)/dA_k, for the
     predicted class of each image; returned upsampled to the image size, each scaled to [0, 1]."""
@@ -200,7 +201,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> tuple[torch
 def plot_grad_cam(images, cams, preds, labels, names: list[str], path: Path) -> None:
     plt = _plt()
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(n * 1.6, 3.6), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(n * 1.6, 4.0), squeeze=False)
     for i in range(n):
         _show(axes[0][i], images[i])
         axes[0][i].set_title(f"{names[labels[i]]}", fontsize=7)
@@ -232,7 +233,7 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
     plot_confusion(cm, names, run_dir / "confusion.png")
     out["accuracy"] = float(np.trace(cm) / cm.sum())
 
-    layer = [m for _, m in conv_layers(model)][-1]
+    layer = last_feature_map(model, test_x[:1])
     pick = torch.cat([torch.nonzero(test_y == c).flatten()[:1] for c in range(min(len(names), 8))])
     cams, cam_pred = grad_cam(model, test_x[pick], layer)
     plot_grad_cam(test_x[pick], cams, cam_pred.tolist(), test_y[pick].tolist(), names, run_dir / "gradcam.png")

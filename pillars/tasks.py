@@ -185,7 +185,7 @@ register(Task(
     dataset="fashion-mnist", model="ResNet (3 stages x 2 basic blocks, 32/64/128 channels)",
     objective="cross-entropy, label smoothing 0.1", metric="accuracy", options=ResNetOptions,
     build=registered_images("fashion-mnist", resnet),
-    defaults={"epochs": 10.0, "batch_size": 256, "lr": 4e-3, "weight_decay": 5e-2, "warmup_steps": 200,
+    defaults={"epochs": 20.0, "batch_size": 256, "lr": 4e-3, "weight_decay": 5e-2, "warmup_steps": 200,
               "precision": "bf16", "crop_pad": 2, "flip": True, "label_smoothing": 0.1},
 ))
 

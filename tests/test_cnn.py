@@ -144,3 +144,19 @@ def test_predict_inverts_a_photo_on_a_light_background(tmp_path, fashion):
 def test_every_image_task_runs_one_step(task, fashion):
     r = pillars("train", task, "--dry-run")
     assert "dry run ok" in r.stderr
+
+
+def test_explain_writes_its_figures_and_the_cnn_shrugs_off_shifts(tmp_path, fashion):
+    from pathlib import Path
+    from pillars import explain, train
+    run = tmp_path / "run"
+    pillars("train", "fashion-resnet", "--out", str(run), "--no-progress",
+            *sets("width=16", "blocks=1", "epochs=1", "warmup_steps=50"))
+    _, _, job, _ = train.load_run(Path(run), "cpu")
+    result = explain.explain_image_classifier(run, job, log=lambda s: None, shifts=(0, 4), mlp_epochs=1)
+    for name in ("filters", "feature_maps", "confusion", "gradcam", "translation"):
+        with Image.open(run / f"{name}.png") as im:
+            im.verify()
+    cnn_acc, mlp_acc = result["translation"]["CNN"], result["translation"]["MLP"]
+    assert cnn_acc[0] > 0.75 and mlp_acc[0] > 0.7         # both learned the unshifted images
+    assert cnn_acc[1] - mlp_acc[1] > 0.2                   # a 4-pixel shift hurts the MLP far more

@@ -106,9 +106,15 @@ def _wait_for_checkpoint(run: Path, step: int, proc: subprocess.Popen, timeout=3
 RESUME = ("max_steps=60", "checkpoint_every=10", "eval_every=20")
 
 
-def test_sigkill_then_resume_is_bitwise_exact(tmp_path, fashion):
-    full = tmp_path / "full"
-    pillars("train", "fashion-cnn", "--out", str(full), "--no-progress", *sets(*TINY, *RESUME))
+@pytest.fixture(scope="module")
+def full(tmp_path_factory, fashion) -> Path:
+    """An uninterrupted run, for the interrupted ones to be compared with."""
+    run = tmp_path_factory.mktemp("uninterrupted") / "full"
+    pillars("train", "fashion-cnn", "--out", str(run), "--no-progress", *sets(*TINY, *RESUME))
+    return run
+
+
+def test_sigkill_then_resume_is_bitwise_exact(tmp_path, full):
     killed = tmp_path / "killed"
     proc = _start(killed, *sets(*RESUME))
     _wait_for_checkpoint(killed, 30, proc)
@@ -125,9 +131,7 @@ def test_sigkill_then_resume_is_bitwise_exact(tmp_path, fashion):
     assert steps == full_steps
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path, fashion):
-    full = tmp_path / "full"
-    pillars("train", "fashion-cnn", "--out", str(full), "--no-progress", *sets(*TINY, *RESUME))
+def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path, full):
     run = tmp_path / "interrupted"
     proc = _start(run, *sets(*RESUME))
     _wait_for_checkpoint(run, 10, proc)
@@ -198,3 +202,16 @@ def test_fashion_cnn_reaches_90_percent(tmp_path, fashion):
     summary, run = fit(tmp_path, "fashion", epochs=2.0, precision="bf16", width=32, hidden=128,
                        train_samples=0, batch_size=128, eval_batches=0, eval_batch_size=1000)
     assert summary["final"]["accuracy"] >= 0.90, summary
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path, fashion):
+    """Plain SGD with the global gradient norm clipped to c moves the weights by at most lr * c."""
+    overrides = dict(max_steps=1, optimizer="sgd", momentum=0, weight_decay=0, lr=0.1, warmup_steps=0,
+                     schedule="constant", grad_clip=0.01, dropout=0, batch_norm="false")
+    cfg = train.resolve_config("fashion-cnn", overrides={**dict(s.split("=") for s in TINY), **overrides})
+    train.seed_everything(cfg["seed"])
+    before = {k: v.clone() for k, v in tasks.get("fashion-cnn").build(cfg, torch.device("cpu")).model.state_dict().items()}
+    _, run = fit(tmp_path, "clipped", **overrides)
+    after = weights(run)
+    moved = torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before))
+    assert 0 < moved.item() <= 0.1 * 0.01 * (1 + 1e-4)
