@@ -7,7 +7,7 @@ VENV   ?= .venv
 # The CPU build of torch; for a GPU, see "GPU" in the README.
 TORCH  ?= torch==2.13.0
 PIP     = $(VENV)/bin/python -m pip --disable-pip-version-check -q
-DATASETS = fashion-mnist mnist-5k digits
+DATASETS = fashion-mnist mnist-5k digits efficientnet-lite0-imagenet
 
 .PHONY: setup data demo test clean
 .DEFAULT_GOAL := demo

@@ -20,6 +20,7 @@ import platform
 import random
 import shutil
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -342,7 +343,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         console=None) -> dict:
     """Train `task_name` with the resolved config `cfg` into `run_dir`; returns the summary."""
     from rich.console import Console
-    console = console or Console(stderr=True, soft_wrap=True)
+    console = console or Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
     task = tasks.get(task_name)
     proc = init_process(cfg["device"])
     device = resolve_device(cfg["device"], proc.local_rank)
