@@ -382,7 +382,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         step, best, elapsed_before = state["step"], state["best"], state["elapsed"]
-        train_before = state.get("train_time", elapsed_before)
+        train_before = state["train_time"]
         rngs = state["rng"]
         set_rng_state(rngs[proc.rank] if len(rngs) == world else rngs[0])
         if step >= total and (run_dir / "summary.json").exists():
