@@ -4,8 +4,10 @@
 
 PYTHON ?= python3
 VENV   ?= .venv
-# The CPU build of torch; for a GPU, see "GPU" in the README.
+# The CPU build of torch; for a GPU, see "GPU" in the README. Where plain PyPI would give the CUDA build,
+# add TORCH_INDEX=https://download.pytorch.org/whl/cpu.
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 PIP     = $(VENV)/bin/python -m pip --disable-pip-version-check -q
 DATASETS = fashion-mnist mnist-5k digits efficientnet-lite0-imagenet
 
@@ -14,7 +16,7 @@ DATASETS = fashion-mnist mnist-5k digits efficientnet-lite0-imagenet
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install "$(TORCH)"
+	$(PIP) install "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -e ".[test]"
 	touch $@
 

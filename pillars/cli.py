@@ -92,6 +92,11 @@ def cmd_train(args) -> int:
     if args.compile:
         overrides["compile"] = "true"
     if args.resume:
+        clash = [flag for flag, given in (("--config", args.config), ("--out", args.out), ("--dry-run", args.dry_run))
+                 if given]
+        if clash:
+            raise config.ConfigError(f"--resume continues a run with its saved configuration and folder; it takes "
+                                     f"no {', '.join(clash)}")
         run_dir = Path(args.resume)
         if not (run_dir / "config.toml").exists():
             raise config.ConfigError(f"--resume {run_dir}: not a run folder (no config.toml)")
@@ -134,14 +139,19 @@ def cmd_train(args) -> int:
         run_dir = Path(box[0])
     else:
         run_dir = new_run_dir(Path(args.runs), args.task)
-    train.fit(args.task, cfg, run_dir, progress=not args.no_progress)
+    try:
+        train.fit(args.task, cfg, run_dir, progress=not args.no_progress)
+    except BaseException:
+        if proc.main and run_dir.is_dir() and not any(run_dir.iterdir()):   # failed before writing anything
+            run_dir.rmdir()
+        raise
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from pillars import train
     result = train.evaluate_run(Path(args.run_dir), args.device)
-    out.print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -297,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as e:
         console.print(f"[red]error:[/] {e}", highlight=False)
         return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
     except RuntimeError as e:
         from pillars.train import NonFiniteLoss
         if not isinstance(e, NonFiniteLoss):

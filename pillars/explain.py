@@ -111,11 +111,11 @@ def train_mlp(train_x, train_y, classes: int, params: int, epochs: int = 3, seed
     """An MLP with about `params` parameters, trained with AdamW on the same (unaugmented) images."""
     torch.manual_seed(seed)
     d = train_x[0].numel()
-    hidden = max(32, int((-(d + classes / 2) + math.sqrt((d + classes / 2) ** 2 + 2 * params)) / 1))
-    mlp = MLP(d, hidden, classes)
+    hidden = max(32, int(-(d + classes / 2) + math.sqrt((d + classes / 2) ** 2 + 2 * params)))
+    mlp = MLP(d, hidden, classes).to(train_x.device)
     opt = torch.optim.AdamW(mlp.parameters(), lr=1e-3, weight_decay=1e-2)
     for _ in range(epochs):
-        for idx in torch.randperm(len(train_x)).split(256):
+        for idx in torch.randperm(len(train_x), device=train_x.device).split(256):
             loss = F.cross_entropy(mlp(train_x[idx]), train_y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

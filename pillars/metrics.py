@@ -19,7 +19,3 @@ def classification_sums(logits: torch.Tensor, targets: torch.Tensor) -> dict[str
 def classification_summary(sums: dict[str, float]) -> dict[str, float]:
     n = max(sums["count"], 1.0)
     return {"loss": sums["loss_sum"] / n, "accuracy": sums["correct"] / n}
-
-
-def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    return (logits.argmax(-1) == targets).float().mean().item()

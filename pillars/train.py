@@ -94,9 +94,13 @@ def check_config(cfg: dict) -> None:
     for key, valid in choices.items():
         if cfg[key] not in valid:
             raise ConfigError(f"{key} must be one of {', '.join(valid)}, not {cfg[key]!r}")
-    for key in ("batch_size", "accum_steps", "keep_checkpoints", "log_every", "eval_batch_size"):
-        if cfg[key] < 1:
-            raise ConfigError(f"{key} must be at least 1, not {cfg[key]}")
+    at_least_one = {"batch_size", "accum_steps", "keep_checkpoints", "log_every", "eval_batch_size", "stages",
+                    "blocks", "width", "hidden", "image_size", "labels_per_class"}
+    for key, value in cfg.items():   # no key of the project takes a negative number
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            low = 1 if key in at_least_one else 0
+            if value < low:
+                raise ConfigError(f"{key} must be at least {low}, not {value}")
     if cfg["epochs"] <= 0 and cfg["max_steps"] <= 0:
         raise ConfigError("set epochs or max_steps to a positive number")
 
@@ -129,8 +133,10 @@ class Proc:
 
 def init_process(device_name: str) -> Proc:
     """Join the process group when started by torchrun (gloo on the CPU, nccl on GPUs)."""
-    if "RANK" not in os.environ or dist.is_initialized():
-        return Proc(dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else Proc()
+    if dist.is_initialized():
+        return Proc(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    if "RANK" not in os.environ:
+        return Proc()
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
     dist.init_process_group("nccl" if use_cuda else "gloo")
@@ -218,12 +224,6 @@ def new_run_dir(base: Path, name: str) -> Path:
     return path
 
 
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -279,6 +279,14 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, state: dict, kee
     return final
 
 
+def _step_of(line: str) -> float:
+    """The step of a metrics.jsonl line; a line cut short by a kill counts as past any checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 class MetricsLog:
     """metrics.jsonl and TensorBoard, written by the main process only."""
 
@@ -286,7 +294,7 @@ class MetricsLog:
         from torch.utils.tensorboard import SummaryWriter
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None and self.path.exists():   # drop what a killed run logged past its checkpoint
-            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+            kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) <= resume_step]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         self.tb = SummaryWriter(str(run_dir), purge_step=resume_step + 1 if resume_step is not None else None)
 
@@ -356,12 +364,18 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                       "half precision[/]")
 
     seed_everything(cfg["seed"])
+    if world > 1 and not proc.main:   # the main process fills an empty data cache first, the others then read it
+        dist.barrier()
     job = task.build(cfg, device)
+    if world > 1 and proc.main:
+        dist.barrier()
     model = job.model.to(device)
     conv_last = job.conv and cfg["channels_last"]
     if conv_last:
         model = model.to(memory_format=torch.channels_last)
     if world > 1 and cfg["sync_bn"]:
+        if device.type == "cpu":
+            raise ConfigError("sync_bn needs GPUs (SyncBatchNorm does not run on the CPU); drop --set sync_bn=true")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg["precision"] == "16")
@@ -420,6 +434,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
             state["rng"] = rngs
         else:
             state["rng"] = [state["rng"]]
+        if not all(torch.isfinite(p).all() for p in raw_model.parameters()):
+            raise NonFiniteLoss(f"the weights became non-finite at step {at}")
         if proc.main:
             save_checkpoint(run_dir, at, raw_model, state, cfg["keep_checkpoints"])
         if world > 1:
@@ -511,6 +527,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                     t_window = time.time()
                 if stop and step < total:
                     raise StopRequested
+        if not result and step >= total:   # killed after its last checkpoint, before its summary
+            result = run_eval(step)
     except NonFiniteLoss as e:
         kept = checkpoints(run_dir)
         raise NonFiniteLoss(f"{e}; the run stopped. The last good checkpoint is "

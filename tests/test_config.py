@@ -47,6 +47,10 @@ def test_bad_values_are_clear_errors():
     assert r.returncode == 2 and "optimizer must be one of adamw, sgd" in r.stderr
     r = pillars("train", "fashion-cnn", "--batch-size", "100", *sets("accum_steps=3"), check=False)
     assert r.returncode == 2 and "must divide evenly" in r.stderr
+    r = pillars("train", "fashion-cnn", *sets("stages=0"), check=False)
+    assert r.returncode == 2 and "stages must be at least 1" in r.stderr
+    r = pillars("train", "fashion-transfer", "--dry-run", *sets("labels_per_class=4"), check=False)
+    assert r.returncode == 2 and "larger than the 40 training examples" in r.stderr
 
 
 def test_lr_schedule_warmup_then_cosine():

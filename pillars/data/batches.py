@@ -16,7 +16,9 @@ class TensorBatches:
         if any(len(t) != n for t in tensors):
             raise ValueError("all tensors need the same first dimension")
         if batch_size > n:
-            raise ValueError(f"batch_size {batch_size} is larger than the {n} training examples")
+            from pillars.config import ConfigError
+            raise ConfigError(f"batch_size {batch_size} is larger than the {n} training examples; "
+                              f"set --batch-size {n} or less")
         self.tensors, self.batch_size, self.seed, self.n = tensors, batch_size, seed, n
         self.steps_per_epoch = n // batch_size   # the last incomplete batch of an epoch is dropped
         self._epoch, self._perm = -1, None

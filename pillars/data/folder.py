@@ -82,11 +82,11 @@ def load_image_folder(root: str | Path, size: int, channels: int = 0,
     if channels == 0:
         every = np.concatenate([x for x, _ in arrays.values()])
         channels = 1 if (np.all(every[..., 0] == every[..., 1]) and np.all(every[..., 1] == every[..., 2])) else 3
-    out = {}
     for part, (x, y) in arrays.items():
         arrays[part] = (x[..., 0] if channels == 1 else x, y)
     if split:
-        (out["train_x"], out["train_y"]), (out["test_x"], out["test_y"]) = arrays["train"], arrays["test"]
+        (tr_x, tr_y), (te_x, te_y) = arrays["train"], arrays["test"]
+        out = {"train_x": tr_x, "train_y": tr_y, "test_x": te_x, "test_y": te_y}
     else:
         x, y = arrays["all"]
         tr, te = stratified_split(y, test_fraction)

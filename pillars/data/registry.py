@@ -185,9 +185,7 @@ class PyPI(Source):
                 z.extractall(root, members=[m for m in z.namelist() if any(m.endswith(f.inner) for f in files)])
         else:
             with tarfile.open(archive) as t:
-                t.extractall(root, members=[m for m in t.getmembers()
-                                            if any(m.name.endswith(f.inner) for f in files)],
-                             filter="data")
+                _extract(t, root, [m for m in t.getmembers() if any(m.name.endswith(f.inner) for f in files)])
         if self.sdist:
             tops = [p for p in root.iterdir() if p.is_dir()]
             root = tops[0] if len(tops) == 1 else root
@@ -352,7 +350,7 @@ def fetch(name: str, log: Callable[[str], None] = lambda s: None) -> dict[str, P
                             raise DataError(f"{f.inner} has sha256 {digest}, expected {f.sha256}")
                     for f in missing:
                         atomic_copy(root / f.inner, ds.raw_dir / f.name)
-                except DataError as e:
+                except (DataError, OSError, zipfile.BadZipFile, tarfile.TarError) as e:
                     attempts.append((source.describe(), f"{e}" + (f" — fix: {source.fix()}" if source.fix() else "")))
     missing = [f.name for f in ds.files if not (ds.raw_dir / f.name).exists()]
     if missing:
