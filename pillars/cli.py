@@ -160,24 +160,23 @@ def cmd_predict(args) -> int:
     from pillars import train
     from pillars.config import ConfigError
     from pillars.data.folder import open_image, to_array
+    from pillars.tasks import normalised, scaled_pixels
     _, _, job, device = train.load_run(Path(args.run_dir), args.device)
     spec = job.inputs
     if spec is None:
         raise ConfigError(f"{args.run_dir} is not an image classifier; predict takes runs of image tasks")
     model = job.model.eval()
-    mean, std = torch.tensor(spec.mean).view(1, -1, 1, 1), torch.tensor(spec.std).view(1, -1, 1, 1)
     for path in args.images:
         # light-on-dark datasets show whole centred objects: pad to a square rather than crop
         pixels = to_array(open_image(Path(path)), spec.size, spec.channels,
                           fit="pad" if spec.light_on_dark else "crop")
-        x = torch.from_numpy(pixels).float().div(255)
-        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+        x = scaled_pixels(pixels[None])
         border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).mean().item()
         invert = args.invert == "yes" or (args.invert == "auto" and spec.light_on_dark and border > 0.5)
         if invert:   # a photo on a light background, for a model trained on light objects on black
             x = 1 - x
         with torch.no_grad():
-            probs = model(((x - mean) / std).to(device)).float().softmax(-1)[0].cpu()
+            probs = model(normalised(x, spec.mean, spec.std).to(device)).float().softmax(-1)[0].cpu()
         top = probs.topk(min(args.top_k, len(probs)))
         out.print(f"[bold]{path}[/]" + ("  (inverted: light background)" if invert else ""))
         for p, i in zip(top.values.tolist(), top.indices.tolist()):

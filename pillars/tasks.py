@@ -1,6 +1,7 @@
 """Tasks: each one a short recipe of dataset + model + objective + metric.
 
-A task names its own configuration keys (a dataclass of options) and its changes to the defaults; `build` turns a resolved configuration into a `Job`, which is all the training loop needs.
+A task names its own configuration keys (a dataclass of options) and its changes to the defaults;
+`build` turns a resolved configuration into a `Job`, which is all the training loop needs.
 """
 from __future__ import annotations
 
@@ -100,25 +101,30 @@ class ResNetOptions(ImageOptions):
     dropout: float = 0.0
 
 
+def scaled_pixels(pixels) -> torch.Tensor:
+    """uint8 images, (N, H, W) or (N, H, W, C), as float (N, C, H, W) in [0, 1]."""
+    x = torch.from_numpy(pixels).float().div_(255)
+    return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+
+
+def normalised(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+
+
 def image_tensors(arrays: dict, device: torch.device, train_samples: int = 0, mean=None, std=None):
     """(train_x, train_y), (test_x, test_y), mean, std: float (N, C, H, W) images normalised per channel
     (with the training set's statistics unless given), int64 labels, all on `device`."""
-    def scaled(x):
-        x = torch.from_numpy(x).float().div_(255)
-        return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)   # (N,H,W) or (N,H,W,C)
-
-    train_x = scaled(arrays["train_x"])
+    train_x = scaled_pixels(arrays["train_x"])
     if mean is None:
         mean, std = train_x.mean((0, 2, 3)).tolist(), train_x.std((0, 2, 3)).tolist()
-    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
     def prepare(x, y):
-        return ((x - m) / s).to(device), torch.from_numpy(y).long().to(device)
+        return normalised(x, mean, std).to(device), torch.from_numpy(y).long().to(device)
 
     train_x, train_y = prepare(train_x, arrays["train_y"])
     if train_samples:
         train_x, train_y = train_x[:train_samples], train_y[:train_samples]
-    return (train_x, train_y), prepare(scaled(arrays["test_x"]), arrays["test_y"]), mean, std
+    return (train_x, train_y), prepare(scaled_pixels(arrays["test_x"]), arrays["test_y"]), mean, std
 
 
 def image_job(cfg: dict, model: nn.Module, train: tuple, test: tuple, inputs: ImageInputs) -> Job:

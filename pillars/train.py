@@ -385,7 +385,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     ckpt_every = cfg["checkpoint_every"] or eval_every
     seed_everything(cfg["seed"] + proc.rank)   # data order is seeded apart; this drives dropout etc.
 
-    step, best, elapsed_before, train_before, overhead = 0, None, 0.0, 0.0, [0.0]
+    step, best, elapsed_before, train_before, overhead = 0, None, 0.0, 0.0, 0.0
     if resume:
         found = checkpoints(run_dir)
         if not found:
@@ -443,7 +443,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
 
     def train_seconds() -> float:
         """Wall time spent training so far, without evaluations and checkpoints."""
-        return train_before + time.time() - t0 - overhead[0]
+        return train_before + time.time() - t0 - overhead
 
     def run_eval(at: int) -> dict:
         nonlocal best
@@ -523,7 +523,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                 if due_ckpt:
                     checkpoint(step)
                 if due_eval or due_ckpt:
-                    overhead[0] += time.time() - paused
+                    overhead += time.time() - paused
                     t_window = time.time()
                 if stop and step < total:
                     raise StopRequested
