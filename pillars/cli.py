@@ -121,7 +121,7 @@ def cmd_train(args) -> int:
     if args.dry_run:   # one step and one evaluation batch, in a folder that is then removed
         cfg.update(max_steps=1, eval_batches=1)
         with tempfile.TemporaryDirectory(prefix="pillars-dry-run-") as tmp:
-            summary = train.fit(args.task, cfg, Path(tmp), progress=False)
+            summary = train.fit(args.task, cfg, Path(tmp), progress=False, baselines=False)
         console.print(f"dry run ok: {summary['final']}")
         return 0
     from pillars.train import init_process, new_run_dir
@@ -184,13 +184,63 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_sample(args) -> int:
+    import torch
+    from pillars import train
+    from pillars.config import ConfigError
+    _, _, job, device = train.load_run(Path(args.run_dir), args.device)
+    tok, model = job.tokenizer, job.model.eval()
+    if tok is None or not hasattr(model, "generate"):
+        raise ConfigError(f"{args.run_dir} is not a language model run; sample takes runs of text tasks")
+    if args.length < 1 or args.n < 1:
+        raise ConfigError("--length and --n must be at least 1")
+    prompt = args.prompt or "\n\n"   # no prompt: start as a new paragraph
+    ids = torch.from_numpy(tok.encode(prompt)).to(device)
+    if len(ids) == 0:
+        raise ConfigError(f"the prompt {args.prompt!r} has no tokens the model knows")
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    out_ids = model.generate(ids[None].expand(args.n, -1), args.length, args.temperature, args.top_k, generator=g,
+                             top_p=args.top_p)
+    texts = [tok.decode(row) for row in out_ids.cpu()]
+    joined = "\n\n---\n\n".join(t.strip("\n") for t in texts) + "\n"
+    if args.out:
+        Path(args.out).write_text(joined, encoding="utf-8")
+        out.print(f"wrote {len(texts)} sample(s) to {args.out}")
+    else:
+        print(joined, end="")
+    return 0
+
+
 def cmd_explain(args) -> int:
     from pillars import explain, train
     from pillars.config import ConfigError
+    from pillars.models import rnn
     run_dir = Path(args.run_dir)
     _, _, job, _ = train.load_run(run_dir, args.device)
-    if job.inputs is None:
-        raise ConfigError(f"{run_dir}: explain has experiments for image classifiers so far")
+    if job.inputs is not None:
+        return explain_image_run(run_dir, job)
+    if isinstance(job.model, rnn.LanguageModel):
+        summary = run_dir / "summary.json"
+        baselines = json.loads(summary.read_text()).get("baselines", {}) if summary.exists() else {}
+        result = explain.explain_language_model(run_dir, job, baselines, log=console.print)
+        out.print(f"wrote {run_dir / 'memory_span.png'}: test loss ({result['memory_span_unit']}) with k tokens "
+                  "of history")
+        out.print("  " + "  ".join(f"k={k}: {v:.3f}" for k, v in result["memory_span"].items()))
+        if "cells" in result:
+            out.print(f"wrote {run_dir / 'cells.png'}: the cells that best track")
+            for name, c in result["cells"].items():
+                out.print(f"  {name:<38} cell {c['cell']:>4}  correlation {c['correlation']:+.2f}")
+        return 0
+    if "season" in job.info:
+        explain.plot_forecasts(job, run_dir / "forecasts.png")
+        out.print(f"wrote {run_dir / 'forecasts.png'}")
+        return 0
+    raise ConfigError(f"{run_dir}: explain has experiments for image classifiers, language models and "
+                      "forecasters; for the adding problem see `pillars experiment long-lag`")
+
+
+def explain_image_run(run_dir: Path, job) -> int:
+    from pillars import explain
     result = explain.explain_image_classifier(run_dir, job, log=console.print)
     for key in ("filters", "feature_maps"):
         out.print(f"wrote {run_dir / result[key]}")
@@ -205,19 +255,31 @@ def cmd_explain(args) -> int:
 
 def cmd_experiment(args) -> int:
     from pillars import config, experiments
-    if args.name != "transfer-curve":
+    if args.name not in experiments.EXPERIMENTS:
         raise config.ConfigError(config.unknown_name_message("experiment", args.name, experiments.EXPERIMENTS))
-    labels = tuple(int(n) for n in args.labels.split(","))
-    table = experiments.transfer_curve(Path(args.out), labels, tuple(range(args.seeds)),
-                                       config.parse_sets(args.set), log=console.print)
-    if not table:
-        return 130
-    out.print(f"test accuracy, mean ± std over {args.seeds} seeds  ->  {Path(args.out) / 'transfer_curve.png'}")
-    out.print(f"{'labels/class':>12}  {'pretrained':>14}  {'scratch':>14}  {'gain':>6}")
-    for n in labels:
-        p, s = table["pretrained"][n], table["scratch"][n]
-        out.print(f"{n:>12}  {p['mean']:>8.2%} ± {p['std']:.1%}  {s['mean']:>8.2%} ± {s['std']:.1%}  "
-                  f"{100 * (p['mean'] - s['mean']):>+5.1f}")
+    folder = Path(args.out or f"runs/{args.name}")
+    extra = config.parse_sets(args.set)
+    if args.name == "transfer-curve":
+        labels = tuple(int(n) for n in (args.labels or "10,30,100").split(","))
+        seeds = args.seeds or 3
+        table = experiments.transfer_curve(folder, labels, tuple(range(seeds)), extra, log=console.print)
+        if not table:
+            return 130
+        out.print(f"test accuracy, mean ± std over {seeds} seeds  ->  {folder / 'transfer_curve.png'}")
+        out.print(f"{'labels/class':>12}  {'pretrained':>14}  {'scratch':>14}  {'gain':>6}")
+        for n in labels:
+            p, s = table["pretrained"][n], table["scratch"][n]
+            out.print(f"{n:>12}  {p['mean']:>8.2%} ± {p['std']:.1%}  {s['mean']:>8.2%} ± {s['std']:.1%}  "
+                      f"{100 * (p['mean'] - s['mean']):>+5.1f}")
+    elif args.name == "long-lag":
+        lags = tuple(int(n) for n in (args.lags or "25,50,100,200").split(","))
+        table = experiments.long_lag(folder, lags, seeds=tuple(range(args.seeds or 1)), extra=extra, log=console.print)
+        if not table:
+            return 130
+        out.print(f"adding problem, test sequences solved (|error| < 0.04)  ->  {folder / 'long_lag.png'}")
+        out.print(f"{'T':>5}  {'LSTM':>7}  {'tanh RNN':>8}   (always answering 1: {experiments.chance_success():.1%})")
+        for lag in lags:
+            out.print(f"{lag:>5}  {table['lstm'][lag]['mean']:>7.1%}  {table['rnn'][lag]['mean']:>8.1%}")
     return 0
 
 
@@ -265,18 +327,34 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu", choices=DEVICES)
     pr.set_defaults(fn=cmd_predict)
 
+    sa = sub.add_parser("sample", help="generate text from a trained language model run")
+    sa.add_argument("run_dir")
+    sa.add_argument("--prompt", default="", help="text to continue (default: a new paragraph)")
+    sa.add_argument("--length", type=int, default=300, help="tokens to generate (characters or words)")
+    sa.add_argument("--temperature", type=float, default=0.8, help="0 picks the most likely token every time")
+    sa.add_argument("--top-k", dest="top_k", type=int, default=0, help="sample from the k most likely (0: all)")
+    sa.add_argument("--top-p", dest="top_p", type=float, default=0.0,
+                    help="nucleus sampling: from the most likely tokens that make up this probability (0: off)")
+    sa.add_argument("--n", type=int, default=1, help="number of samples")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--out", help="write the text to this file instead of the terminal")
+    sa.add_argument("--device", default="cpu", choices=DEVICES)
+    sa.set_defaults(fn=cmd_sample)
+
     ex = sub.add_parser("explain", help="experiments that show what a trained run learned (PNG files)")
     ex.add_argument("run_dir")
     ex.add_argument("--device", default="cpu", choices=DEVICES)
     ex.set_defaults(fn=cmd_explain)
 
-    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve")
-    xp.add_argument("name", help="transfer-curve")
-    xp.add_argument("--out", default="runs/transfer-curve", help="folder of the experiment's runs and plot")
-    xp.add_argument("--labels", default="10,30,100", help="labelled images per class, comma-separated")
-    xp.add_argument("--seeds", type=int, default=3)
+    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, long-lag")
+    xp.add_argument("name", help="transfer-curve or long-lag")
+    xp.add_argument("--out", help="folder of the experiment's runs and plot (default: runs/NAME)")
+    xp.add_argument("--labels", help="transfer-curve: labelled images per class, comma-separated (10,30,100)")
+    xp.add_argument("--lags", help="long-lag: sequence lengths, comma-separated (25,50,100,200)")
+    xp.add_argument("--seeds", type=int, help="seeds per point (transfer-curve 3, long-lag 1)")
     xp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a configuration key for every run (see `pillars list --keys fashion-transfer`)")
+                    help="a configuration key for every run (see `pillars list --keys fashion-transfer` "
+                         "or `adding-problem`)")
     xp.set_defaults(fn=cmd_experiment)
 
     ls = sub.add_parser("list", help="list tasks, or one task's configuration keys")

@@ -1,6 +1,7 @@
 """Experiments made of several training runs.
 
     pillars experiment transfer-curve    pretrained vs from-scratch EfficientNet-Lite0 against labels/class
+    pillars experiment long-lag          LSTM vs tanh RNN on the adding problem against the time lag
 
 Each run is an ordinary run folder under the experiment's folder; a finished run is reused and an
 interrupted one resumed, so an experiment can be stopped and started again.
@@ -56,9 +57,45 @@ def plot_transfer_curve(table: dict, path: Path) -> None:
         ax.errorbar(ns, [100 * table[start][n]["mean"] for n in ns], yerr=[100 * table[start][n]["std"] for n in ns],
                     fmt=style, capsize=4, label=f"EfficientNet-Lite0, {'ImageNet weights' if start == 'pretrained' else 'from scratch'}")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(sorted(table["pretrained"]), [str(n) for n in sorted(table["pretrained"])])
     finish_line_plot(fig, ax, path, "transfer learning: a pretrained network needs far fewer labels",
                      "labelled training images per class", "Fashion-MNIST test accuracy (%)")
 
 
-EXPERIMENTS = {"transfer-curve": transfer_curve}
+def long_lag(out: Path, lags=(25, 50, 100, 200), cells=("lstm", "rnn"), seeds=(0,), extra: dict | None = None,
+             log=print) -> dict:
+    """Success rate (absolute error < 0.04) on the adding problem against the sequence length, for the
+    LSTM and the tanh RNN trained with the same budget: the 1997 paper's long-time-lag claim."""
+    results: dict[str, dict[int, list[float]]] = {c: {} for c in cells}
+    for lag in lags:
+        for cell in cells:
+            for seed in seeds:
+                summary = run_once("adding-problem", {"lag": lag, "cell": cell, "seed": seed, **(extra or {})},
+                                   out / f"{cell}-lag{lag}-seed{seed}", log)
+                if summary.get("status") != "finished":
+                    log("stopped: run the same command again to continue where it stopped")
+                    return {}
+                results[cell].setdefault(lag, []).append(summary["final"]["success"])
+    table = {c: {lag: {"mean": float(np.mean(a)), "runs": a} for lag, a in r.items()} for c, r in results.items()}
+    (out / "long_lag.json").write_text(json.dumps(table, indent=2) + "\n")
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.8))
+    names = {"lstm": "LSTM", "rnn": "tanh RNN"}
+    for cell, style in zip(cells, ("o-", "s--")):
+        ax.plot(lags, [100 * table[cell][lag]["mean"] for lag in lags], style, label=names.get(cell, cell))
+    ax.axhline(100 * chance_success(), color="grey", lw=0.8, ls=":", label="always answering 1")
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(list(lags), [str(x) for x in lags])
+    finish_line_plot(fig, ax, out / "long_lag.png", "the adding problem: memory across long time lags",
+                     "sequence length T (one marked value in each half)",
+                     "test sequences solved, |error| < 0.04 (%)")
+    return table
+
+
+def chance_success(tolerance: float = 0.04) -> float:
+    """Fraction solved by always answering 1: P(|a + b - 1| < tol) for a, b uniform on [0, 1]."""
+    return 1 - (1 - tolerance) ** 2
+
+
+EXPERIMENTS = {"transfer-curve": transfer_curve, "long-lag": long_lag}

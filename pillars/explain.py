@@ -248,3 +248,171 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
     out["shifts"] = list(shifts)
     (run_dir / "explain.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
+
+
+# ----------------------------------------------------------------------------- language models
+
+@torch.no_grad()
+def memory_span(model: nn.Module, stream: torch.Tensor, spans: list[int], positions: int = 1024, seed: int = 0,
+                batch: int = 256) -> dict[int, float]:
+    """Mean loss in bits per token of predicting stream[p] from only the k tokens before it, for each k in
+    `spans`, at the same `positions` random places of the held-out stream."""
+    g = torch.Generator().manual_seed(seed)
+    longest = max(spans)
+    if len(stream) <= longest + 1:
+        raise ValueError(f"the held-out text has {len(stream)} tokens; the longest span needs {longest + 2}")
+    places = torch.randint(longest, len(stream), (positions,), generator=g)
+    out = {}
+    for k in spans:
+        total = 0.0
+        for i in range(0, positions, batch):
+            p = places[i:i + batch]
+            windows = stream[p[:, None] - k + torch.arange(k)]
+            logits = model(windows)[0][:, -1].float()
+            total += F.cross_entropy(logits, stream[p], reduction="sum").item()
+        out[k] = total / positions / math.log(2)
+    return out
+
+
+def plot_memory_span(span: dict[int, float], reference: dict[str, float], unit: str, path: Path) -> None:
+    fig, ax = _plt().subplots(figsize=(5.5, 3.8))
+    ks = sorted(span)
+    ax.plot(ks, [span[k] for k in ks], "o-", label="LSTM, history cut to k tokens")
+    for (name, value), style in zip(reference.items(), (":", "--")):
+        ax.axhline(value, color="grey", ls=style, lw=1, label=name)
+    ax.set_xscale("log", base=2)
+    ax.minorticks_off()
+    ax.set_xticks(ks, [str(k) for k in ks])
+    finish_line_plot(fig, ax, path, "memory span: how much history the LSTM uses",
+                     "history the model may read (tokens)", f"test loss ({unit})")
+
+
+def text_signals(text: str) -> dict[str, np.ndarray]:
+    """Per-character properties of a text that a reader tracks without thinking about it."""
+    quote, paren, since_newline, since_stop = [], [], [], []
+    inside_q, depth, n_line, n_stop = False, 0, 0, 0
+    for ch in text:
+        if ch in '"“”':
+            inside_q = (ch == "“") or (ch == '"' and not inside_q)
+        depth = max(0, depth + (ch == "(") - (ch == ")"))
+        n_line = 0 if ch == "\n" else n_line + 1
+        n_stop = 0 if ch in ".!?\n" else n_stop + 1
+        quote.append(inside_q)
+        paren.append(depth > 0)
+        since_newline.append(n_line)
+        since_stop.append(n_stop)
+    return {"inside quotation marks": np.array(quote, float), "inside parentheses": np.array(paren, float),
+            "characters since the last full stop": np.array(since_stop, float),
+            "characters since the line began": np.array(since_newline, float)}
+
+
+def readable_cells(cells: np.ndarray, signals: dict[str, np.ndarray]) -> dict[str, tuple[int, float]]:
+    """For each signal, the cell whose activation correlates best with it (index, correlation)."""
+    c = (cells - cells.mean(0)) / (cells.std(0) + 1e-8)
+    out = {}
+    for name, s in signals.items():
+        if s.std() == 0:
+            continue
+        z = (s - s.mean()) / s.std()
+        corr = (c * z[:, None]).mean(0)
+        best = int(np.abs(corr).argmax())
+        out[name] = (best, float(corr[best]))
+    return out
+
+
+def plot_cell_heat_maps(text: str, cells: np.ndarray, picks: dict[str, tuple[int, float]],
+                        signals: dict[str, np.ndarray], path: Path, width: int = 90, rows: int = 5) -> None:
+    """Each picked cell's activation as the background colour of the characters it read (Karpathy et al.
+    2015), over a passage where its signal changes."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(picks), 1, figsize=(width * 0.105, len(picks) * (rows * 0.22 + 0.45)),
+                             squeeze=False)
+    cmap = plt.get_cmap("coolwarm")
+    for ax, (name, (cell, corr)) in zip(axes[:, 0], picks.items()):
+        change = np.flatnonzero(np.diff(signals[name]) != 0)
+        start = max(0, int(change[min(len(change) - 1, 2)]) - width) if len(change) else 0
+        span = slice(start, min(len(text), start + width * rows))
+        act = np.tanh(cells[span, cell])
+        ax.set_xlim(0, width)
+        ax.set_ylim(rows, 0)
+        ax.axis("off")
+        ax.set_title(f"cell {cell}: {name} (correlation {corr:+.2f})", fontsize=8, loc="left")
+        row, col = 0, 0
+        for ch, a in zip(text[span], act):
+            if row >= rows:
+                break
+            ax.add_patch(_plt().Rectangle((col, row), 1, 1, color=cmap((a + 1) / 2), lw=0))
+            if ch != "\n":
+                ax.text(col + 0.5, row + 0.55, ch, ha="center", va="center", fontsize=6, family="monospace")
+            col += 1
+            if ch == "\n" or col >= width:
+                row, col = row + 1, 0
+    fig.suptitle("LSTM cells that track something readable (blue negative, red positive activation)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
+                           spans=(1, 2, 4, 8, 16, 32, 64, 128, 256)) -> dict:
+    model = job.model.float().eval()
+    tok = job.tokenizer
+    stream = job.info["test_ids"]
+    unit = "bits per character" if tok.lossless else "bits per word"
+    log("memory span: test loss with the history cut to k tokens")
+    longest = min(len(stream) - 2, getattr(model.cfg, "context", len(stream)))   # a GPT reads at most its context
+    span = memory_span(model, stream, [k for k in spans if k <= longest])
+    reference = {}
+    for key, value in baselines.items():
+        if key.endswith("bits_per_char"):
+            reference[f"Kneser-Ney {key.split('_')[2]}"] = value
+        elif key.endswith("perplexity") and not tok.lossless:
+            reference[f"Kneser-Ney {key.split('_')[2]}"] = math.log2(value)
+    plot_memory_span(span, reference, unit, run_dir / "memory_span.png")
+    out = {"memory_span": {str(k): round(v, 4) for k, v in span.items()}, "memory_span_unit": unit}
+    if tok.lossless and hasattr(model, "cells"):
+        text = job.info["test_text"][:50000]
+        log(f"reading the LSTM's cells over {len(text):,} test characters")
+        with torch.no_grad():
+            cells = model.cells(torch.from_numpy(tok.encode(text))[None])[0].numpy()
+        signals = text_signals(text)
+        picks = readable_cells(cells, signals)
+        plot_cell_heat_maps(text, cells, picks, signals, run_dir / "cells.png")
+        out["cells"] = {name: {"cell": c, "correlation": round(r, 3)} for name, (c, r) in picks.items()}
+    (run_dir / "explain.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+# ----------------------------------------------------------------------------- forecasts
+
+@torch.no_grad()
+def plot_forecasts(job, path: Path, n: int = 4) -> None:
+    """A few held-out days: the history's last three days, what happened, the LSTM's forecast and the
+    seasonal-naive one, in the series' own units."""
+    model = job.model.float().eval()
+    mean, std, season = job.info["mean"], job.info["std"], job.info["season"]
+    x, y = job.test
+    picks = torch.linspace(0, len(x) - 1, n).long()
+    pred = model(x[picks]).cpu().numpy() * std + mean
+    hist = x[picks, :, 0].cpu().numpy() * std + mean
+    actual = y[picks].cpu().numpy() * std + mean
+    H, F_ = hist.shape[1], actual.shape[1]
+    show = min(H, 72)
+    plt = _plt()
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), sharey=True, squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.plot(range(-show, 0), hist[i, -show:], color="black", lw=1, label="history")
+        ax.plot(range(F_), actual[i], color="black", lw=1, ls="--", label="what happened")
+        ax.plot(range(F_), pred[i], color="tab:red", lw=1.5, label="LSTM forecast")
+        if season < H:
+            ax.plot(range(F_), np.resize(hist[i, -season:], F_), color="tab:blue", lw=1, ls=":",
+                    label="seasonal naive")
+        ax.axvline(0, color="grey", lw=0.6)
+        ax.set_xlabel("steps from the forecast time")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(job.info["series"])
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("forecasts of the held-out period", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -348,8 +348,9 @@ def _stop_on_signals():
 
 
 def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True,
-        console=None) -> dict:
-    """Train `task_name` with the resolved config `cfg` into `run_dir`; returns the summary."""
+        console=None, baselines: bool = True) -> dict:
+    """Train `task_name` with the resolved config `cfg` into `run_dir`; returns the summary. With
+    `baselines`, the task's non-neural baselines are computed on the same test set at the end."""
     from rich.console import Console
     console = console or Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
     task = tasks.get(task_name)
@@ -420,6 +421,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     n_params = sum(p.numel() for p in raw_model.parameters())
     if proc.main:
         write_toml(run_dir / "config.toml", {"task": task_name, **cfg})
+        if job.tokenizer is not None:
+            job.tokenizer.save(run_dir / "tokenizer.json")
         console.print(f"[bold]{task_name}[/]: {task.description}\n  {n_params:,} parameters, {len(job.train):,} "
                       f"training examples, {total} steps of {cfg['batch_size']} on {device} x{world}, "
                       f"precision {cfg['precision']} -> {run_dir}")
@@ -449,7 +452,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         nonlocal best
         result = evaluate_job(job, model, cfg, device, proc)
         result["train_time_s"] = round(train_seconds(), 2)
-        score = result[task.metric]
+        score = result[metric if metric in result else "loss"]
         if best is None or (score > best if task.higher_is_better else score < best):
             best = score
         if proc.main:
@@ -458,11 +461,13 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                           + "  ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "train_time_s"))
         return result
 
+    metric = task.metric   # the task's figure; "loss" where the configuration cannot report it
     flag, previous = _stop_on_signals()
     bar = _progress(console, enabled=progress and proc.main)
     tid = bar.add_task(task_name, total=total, completed=step, info="")
     t0 = time.time()
     samples, t_window, loss_window = 0, time.time(), []
+    tps = job.tokens_per_sample
     result: dict = {}
     status = "finished"
     model.train()
@@ -513,8 +518,10 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                         raise NonFiniteLoss(f"the training loss became {mean_loss} at step {step}")
                     rate = samples / (time.time() - t_window)
                     if proc.main:
-                        log.write(step, "train", {"loss": mean_loss, "lr": lr, "samples_per_s": rate})
-                        bar.update(tid, info=f"loss {mean_loss:.4f}  lr {lr:.2e}  {rate:,.0f} samples/s")
+                        log.write(step, "train", {"loss": mean_loss, "lr": lr, "samples_per_s": rate,
+                                                  **({"tokens_per_s": rate * tps} if tps else {})})
+                        speed = f"{rate * tps:,.0f} tokens/s" if tps else f"{rate:,.0f} samples/s"
+                        bar.update(tid, info=f"loss {mean_loss:.4f}  lr {lr:.2e}  {speed}")
                     samples, t_window, loss_window = 0, time.time(), []
                 bar.update(tid, completed=step)
                 paused = time.time()
@@ -547,16 +554,25 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
 
     wall = elapsed_before + time.time() - t0
     summary = {"task": task_name, "status": status, "steps": step, "epochs": round(step / steps_per_epoch, 3),
-               "metric": task.metric, "final": result, "best": best, "wall_time_s": round(wall, 1),
+               "metric": metric if metric in result else "loss", "final": result, "best": best, "wall_time_s": round(wall, 1),
                "train_time_s": round(train_seconds(), 1),
                "samples_per_s": round(step * cfg["batch_size"] / max(train_seconds(), 1e-9), 1),
+               **({"tokens_per_s": round(step * cfg["batch_size"] * tps / max(train_seconds(), 1e-9), 1)}
+                  if tps else {}),
                "parameters": n_params, "device": str(device), "processes": world,
                "precision": cfg["precision"], "torch": torch.__version__, "machine": machine_name()}
     if proc.main and status == "finished":
         save_weights(raw_model, run_dir / "model.safetensors", {"task": task_name, "step": str(step)})
+        if baselines and job.baselines is not None:
+            summary["baselines"] = job.baselines()
+            if summary["baselines"]:
+                console.print("baselines on the same test set: "
+                              + "  ".join(f"{k} {v:.4f}" for k, v in summary["baselines"].items()))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        console.print(f"[bold green]done[/]: {task.metric} {result.get(task.metric, float('nan')):.4f} "
-                      f"after {step} steps in {wall:.0f} s ({summary['samples_per_s']:,.0f} samples/s) -> {run_dir}")
+        console.print(f"[bold green]done[/]: {summary['metric']} {result.get(summary['metric'], float('nan')):.4f} "
+                      f"after {step} steps in {wall:.0f} s ("
+                      + (f"{summary['tokens_per_s']:,.0f} tokens/s" if tps else f"{summary['samples_per_s']:,.0f} samples/s")
+                      + f") -> {run_dir}")
     return summary
 
 
@@ -594,6 +610,12 @@ def load_run(run_dir: Path, device_name: str = "auto") -> tuple[str, dict, tasks
             raise ConfigError(f"{run_dir} has no weights yet (no model.safetensors and no checkpoint)")
         weights = found[-1] / "model.safetensors"
     load_weights(job.model, weights)
+    saved_tok = run_dir / "tokenizer.json"
+    if job.tokenizer is not None and saved_tok.exists():
+        from pillars.data import tokenizers
+        if tokenizers.load(saved_tok).to_json() != job.tokenizer.to_json():
+            raise ConfigError(f"the training text of {run_dir} has changed since it was trained: its vocabulary "
+                              f"differs from {saved_tok}. Restore the text it was trained on, or train again")
     return task_name, cfg, job, device
 
 

@@ -51,3 +51,50 @@ def eval_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, rank: int =
     lo, hi = n * rank // world, n * (rank + 1) // world
     for start in range(lo, hi, batch_size):
         yield tuple(t[start:min(start + batch_size, hi)] for t in tensors)
+
+
+class TokenWindows:
+    """Batches of random windows from one long token stream: inputs x = tokens[s:s+T] and targets
+    y = tokens[s+1:s+T+1]. The window starts of step k are drawn from a generator seeded by (seed, k), so,
+    as with TensorBatches, a batch is a pure function of the step. An epoch is as many windows as tile the
+    stream once."""
+
+    def __init__(self, tokens: torch.Tensor, context: int, batch_size: int, seed: int = 0):
+        from pillars.config import ConfigError
+        if len(tokens) < context + 2:
+            raise ConfigError(f"the training text has {len(tokens)} tokens, fewer than the context of {context}; "
+                              "use a longer text or a smaller --set context=N")
+        self.tokens, self.context, self.batch_size, self.seed = tokens, context, batch_size, seed
+        self.n = (len(tokens) - 1) // context
+        self.steps_per_epoch = max(1, self.n // batch_size)
+        self._offsets = torch.arange(context + 1, device=tokens.device)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def batch(self, step: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        starts = torch.randint(0, len(self.tokens) - self.context - 1, (self.batch_size,), generator=g)
+        share = self.batch_size // world
+        starts = starts[rank * share:(rank + 1) * share].to(self.tokens.device)
+        windows = self.tokens[starts[:, None] + self._offsets]
+        return windows[:, :-1], windows[:, 1:]
+
+
+def scored_windows(tokens: torch.Tensor, weights: torch.Tensor, context: int) -> tuple[torch.Tensor, ...]:
+    """Cover a held-out stream with windows of `context` tokens that overlap by half, so that every token
+    after the first window is predicted from at least context/2 tokens of history and scored exactly once.
+    Returns (x, y, w): w is the target's weight (its characters) where it is scored, 0 elsewhere."""
+    n = len(tokens) - 1
+    if n < context:
+        from pillars.config import ConfigError
+        raise ConfigError(f"the held-out text has {len(tokens)} tokens, fewer than the context of {context}")
+    half = context // 2
+    starts = list(range(0, n - context + 1, half))
+    if starts[-1] + context < n:
+        starts.append(n - context)
+    idx = torch.tensor(starts)[:, None] + torch.arange(context + 1)
+    windows, w = tokens[idx], weights[idx[:, 1:]].clone()
+    scored_from = torch.tensor([0] + [prev + context - s for prev, s in zip(starts, starts[1:])])
+    w[torch.arange(context)[None, :] < scored_from[:, None]] = 0
+    return windows[:, :-1], windows[:, 1:], w

@@ -1,11 +1,7 @@
-"""Tasks: each one a short recipe of dataset + model + objective + metric.
-
-A task names its own configuration keys (a dataclass of options) and its changes to the defaults;
-`build` turns a resolved configuration into a `Job`, which is all the training loop needs.
-"""
+"""Image classification: CNNs on registered image datasets and on a user's folder; transfer learning."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -16,53 +12,8 @@ from pillars import data, metrics
 from pillars.data import transforms
 from pillars.data.batches import TensorBatches
 from pillars.models import cnn
+from pillars.tasks import Job, Task, register
 
-
-@dataclass
-class Job:
-    """What the training loop trains: a model, data on the device, an objective and a metric."""
-    model: nn.Module
-    train: TensorBatches
-    test: tuple[torch.Tensor, ...]
-    loss: Callable[[nn.Module, tuple], torch.Tensor]                  # mean loss of one batch
-    eval_sums: Callable[[nn.Module, tuple], dict[str, torch.Tensor]]  # additive sums of one batch
-    summary: Callable[[dict[str, float]], dict[str, float]]          # sums of the set -> figures
-    conv: bool = False    # a conv net: trained in channels_last memory format
-    inputs: "ImageInputs | None" = None   # how raw images become model inputs (for predict, explain)
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    description: str
-    dataset: str
-    model: str
-    objective: str
-    metric: str                     # the key of `summary` that names the task's result
-    options: type                   # dataclass of the task's own configuration keys
-    build: Callable[[dict, torch.device], Job]
-    defaults: dict = field(default_factory=dict)   # the task's changes to the loop's and options' defaults
-    higher_is_better: bool = True
-
-
-TASKS: dict[str, Task] = {}
-
-
-def register(task: Task) -> Task:
-    if task.name in TASKS:
-        raise ValueError(f"task {task.name!r} is registered twice")
-    TASKS[task.name] = task
-    return task
-
-
-def get(name: str) -> Task:
-    if name not in TASKS:
-        from pillars.config import ConfigError, unknown_name_message
-        raise ConfigError(unknown_name_message("task", name, TASKS))
-    return TASKS[name]
-
-
-# ----------------------------------------------------------------------------- image classification
 
 @dataclass
 class ImageInputs:
@@ -304,3 +255,5 @@ register(Task(
     defaults={"max_steps": 150, "batch_size": 50, "lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 15,
               "crop_pad": 2, "flip": True, "eval_every": 150, "eval_batch_size": 500},
 ))
+
+

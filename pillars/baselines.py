@@ -1,0 +1,114 @@
+"""Baselines the neural networks must beat, each the standard non-neural method for its problem.
+
+- `KneserNey`: an interpolated Kneser-Ney n-gram language model (Kneser & Ney 1995; Chen & Goodman 1998),
+  the strongest classical smoothing, on the same token stream as the neural language model.
+- `naive_forecast`, `seasonal_naive_forecast`: the forecasts MASE is defined against (Hyndman & Koehler 2006).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class KneserNey:
+    """Interpolated Kneser-Ney of order N over integer tokens, counted with numpy.
+
+    For the highest order, with c(.) counts, D a discount and N1+(h .) the number of distinct words seen
+    after history h:
+        P(w | h) = max(c(h w) - D, 0) / c(h) + D N1+(h .) / c(h) * P(w | h')
+    where h' drops the oldest word of h. Lower orders replace counts by continuation counts N1+(. h' w),
+    the number of distinct words that precede h' w, so a word seen in many contexts gets more mass than
+    one frequent only after one history ("Francisco"). The unigram level is interpolated with the
+    uniform distribution, so an unseen token still has a probability. D = n1 / (n1 + 2 n2) per order,
+    from the numbers of n-grams seen once and twice (Ney et al. 1994).
+    """
+
+    def __init__(self, order: int, vocab_size: int):
+        if order < 1:
+            raise ValueError("order must be at least 1")
+        if vocab_size ** order >= 2 ** 62:
+            raise ValueError(f"order {order} over {vocab_size} tokens overflows 64-bit n-gram keys")
+        self.order, self.V = order, vocab_size
+
+    def _keys(self, tokens: np.ndarray, k: int) -> np.ndarray:
+        """The key of every k-gram of `tokens`, as one int64 per position (k-1 ... end)."""
+        n = len(tokens) - k + 1
+        key = np.zeros(n, dtype=np.int64)
+        for j in range(k):
+            key = key * self.V + tokens[j:j + n]
+        return key
+
+    def fit(self, tokens: np.ndarray) -> "KneserNey":
+        tokens = np.asarray(tokens, dtype=np.int64)
+        self.levels = []   # per order k: (ngram keys, their counts, history keys, history totals, history types, D)
+        for k in range(1, self.order + 1):
+            grams, counts = np.unique(self._keys(tokens, k), return_counts=True)
+            if k < self.order:   # continuation counts: distinct left neighbours of each k-gram
+                longer = np.unique(self._keys(tokens, k + 1))
+                grams, counts = np.unique(longer % self.V ** k, return_counts=True)
+            n1, n2 = np.sum(counts == 1), np.sum(counts == 2)
+            D = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+            hist = grams // self.V
+            hkeys, hstart = np.unique(hist, return_index=True)
+            totals = np.add.reduceat(counts, hstart)
+            types = np.diff(np.append(hstart, len(hist)))
+            self.levels.append((grams, counts, hkeys, totals, types, D))
+        return self
+
+    @staticmethod
+    def _lookup(keys: np.ndarray, table: np.ndarray, values: np.ndarray) -> np.ndarray:
+        pos = np.clip(np.searchsorted(table, keys), 0, len(table) - 1)
+        return np.where(table[pos] == keys, values[pos], 0)
+
+    def log_probs(self, tokens: np.ndarray) -> np.ndarray:
+        """Natural-log probability of tokens[i] given up to order-1 tokens before it, for i >= 1 (the first
+        token has no history and is not scored, as in the neural model's targets)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        padded = np.concatenate([np.zeros(self.order - 1, dtype=np.int64), tokens])
+        n = len(tokens) - 1
+        p = np.full(n, 1.0 / self.V)
+        for k, (grams, counts, hkeys, totals, types, D) in enumerate(self.levels, start=1):
+            keys = self._keys(padded, k)[-n:]
+            hist = keys // self.V
+            total = self._lookup(hist, hkeys, totals).astype(np.float64)
+            if k > 1:   # a position whose history runs off the start keeps the lower-order estimate
+                total[np.arange(n) < k - 2] = 0
+            c = self._lookup(keys, grams, counts).astype(np.float64)
+            t = self._lookup(hist, hkeys, types).astype(np.float64)
+            seen = total > 0
+            safe = np.where(seen, total, 1.0)
+            p = np.where(seen, (np.maximum(c - D, 0) + D * t * p) / safe, p)
+        return np.log(p)
+
+
+def naive_forecast(history: np.ndarray, horizon: int) -> np.ndarray:
+    """Every future value equals the last observed one. history (..., T) -> (..., horizon)."""
+    return np.repeat(history[..., -1:], horizon, axis=-1)
+
+
+def seasonal_naive_forecast(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """Each future value equals the value one season earlier (for hourly weather: the same hour yesterday)."""
+    last = history[..., -season:]
+    reps = math.ceil(horizon / season)
+    return np.concatenate([last] * reps, axis=-1)[..., :horizon]
+
+
+def tfidf_logistic_regression(train_texts: list[str], train_labels, test_texts: list[str]) -> np.ndarray:
+    """Predicted labels of a TF-IDF (word unigrams and bigrams) + logistic-regression classifier, the
+    standard linear baseline for text classification, with scikit-learn."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    clf = LogisticRegression(C=4.0, max_iter=2000)
+    clf.fit(vectorizer.fit_transform(train_texts), np.asarray(train_labels))
+    return clf.predict(vectorizer.transform(test_texts))
+
+
+def vader_predictions(texts: list[str], default: int) -> np.ndarray:
+    """VADER's own call (Hutto & Gilbert 2014: its lexicon and rules, as the vaderSentiment package computes
+    them): 1 for a positive compound score, 0 for a negative one, `default` where it scores 0 (no cue)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    analyzer = SentimentIntensityAnalyzer()
+    scores = np.array([analyzer.polarity_scores(t)["compound"] for t in texts])
+    return np.where(scores > 0, 1, np.where(scores < 0, 0, default))

@@ -1,0 +1,181 @@
+"""Language models: next-token prediction on a corpus or a user's text file, beside an n-gram baseline."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pillars import metrics
+from pillars.data.text import corpus_splits
+from pillars.data.batches import TokenWindows, scored_windows
+from pillars.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
+from pillars.models import rnn, transformer
+from pillars.tasks import Job, Task, register
+
+
+@dataclass
+class TextOptions:
+    data: str = ""               # a UTF-8 text file of your own instead of the task's corpus
+    val_fraction: float = 0.1    # with data=FILE: the last fraction of the text is the held-out set
+    tokenizer: str = "char"      # char (lossless, bits per character) or word
+    vocab_size: int = 10000      # word tokenizer: the most frequent words kept, the rest become <unk>
+    context: int = 128           # tokens per training window (truncated backpropagation through time)
+    ngram_order: int = 6         # order of the Kneser-Ney baseline on the same split (0: no baseline)
+
+
+@dataclass
+class RecurrentLMOptions(TextOptions):
+    cell: str = "lstm"           # lstm, or rnn (tanh) for comparison
+    embed: int = 256             # embedding width, shared with the output layer
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.1
+    fused: bool = True           # the library kernel; false runs the equations in Python (same weights)
+
+
+def text_splits(cfg: dict, corpus: str) -> tuple[str, str]:
+    """(training text, held-out text): the corpus's own time split, or the user's file cut at its end."""
+    from pillars.config import ConfigError
+    if cfg["data"]:
+        from pathlib import Path
+        path = Path(cfg["data"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--set data={cfg['data']}: no such file; give a UTF-8 text file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path} is not UTF-8 text ({e}); convert it, e.g. with iconv -t utf-8") from None
+        if not 0 < cfg["val_fraction"] < 1:
+            raise ConfigError(f"val_fraction must be between 0 and 1, not {cfg['val_fraction']}")
+        cut = int(len(text) * (1 - cfg["val_fraction"]))
+        return text[:cut], text[cut:]
+    splits = corpus_splits(corpus)
+    return splits["train"], splits["test"]
+
+
+def make_tokenizer(cfg: dict, train_text: str) -> Tokenizer:
+    from pillars.config import ConfigError
+    if cfg["tokenizer"] == "char":
+        return CharTokenizer.train(train_text)
+    if cfg["tokenizer"] == "word":
+        return WordTokenizer.train(train_text, cfg["vocab_size"])
+    raise ConfigError(f"tokenizer must be char or word, not {cfg['tokenizer']!r}")
+
+
+def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model) -> Job:
+    from pillars.baselines import KneserNey
+    train_text, test_text = text_splits(cfg, corpus)
+    tok = make_tokenizer(cfg, train_text)
+    if cfg["ngram_order"] and len(tok) ** cfg["ngram_order"] >= 2 ** 62:
+        from pillars.config import ConfigError
+        raise ConfigError(f"ngram_order {cfg['ngram_order']} over a vocabulary of {len(tok):,} is too large for "
+                          f"the n-gram baseline's 64-bit keys; lower --set ngram_order (3 suits words, 6 characters)")
+    train_ids, test_ids = tok.encode(train_text), tok.encode(test_text)
+    # every scored target weighs one token; a character tokenizer makes that one character
+    test = scored_windows(torch.from_numpy(test_ids), torch.ones(len(test_ids)), cfg["context"])
+    model = make_model(cfg, len(tok))
+
+    def loss(model, batch):
+        x, y = batch
+        return F.cross_entropy(model(x)[0].flatten(0, 1), y.flatten())
+
+    def eval_sums(model, batch):
+        x, y, w = batch
+        return metrics.language_model_sums(model(x)[0], y, w)
+
+    def summary(sums):
+        result = metrics.language_model_summary(sums)
+        if not tok.lossless:
+            del result["bits_per_char"]
+        return result
+
+    def baselines():
+        if not cfg["ngram_order"]:
+            return {}
+        kn = KneserNey(cfg["ngram_order"], len(tok)).fit(train_ids)
+        nll = -kn.log_probs(test_ids)
+        result = {f"kneser_ney_{cfg['ngram_order']}gram_perplexity": float(np.exp(nll.mean()))}
+        if tok.lossless:
+            result[f"kneser_ney_{cfg['ngram_order']}gram_bits_per_char"] = float(nll.mean() / np.log(2))
+        return result
+
+    return Job(model=model, train=TokenWindows(torch.from_numpy(train_ids).to(device), cfg["context"],
+                                               cfg["batch_size"], cfg["seed"]),
+               test=tuple(t.to(device) for t in test), loss=loss, eval_sums=eval_sums, summary=summary,
+               tokenizer=tok, baselines=baselines, tokens_per_sample=cfg["context"],
+               info={"test_text": test_text, "test_ids": torch.from_numpy(test_ids)})
+
+
+def recurrent_lm(cfg: dict, vocab_size: int) -> nn.Module:
+    return rnn.LanguageModel(rnn.LanguageModelConfig(
+        vocab_size=vocab_size, embed=cfg["embed"], hidden=cfg["hidden"], layers=cfg["layers"],
+        dropout=cfg["dropout"], cell=cfg["cell"], fused=cfg["fused"]))
+
+
+register(Task(
+    name="sotu-char-lstm",
+    description="a character-level LSTM language model on the State of the Union addresses; the test set is "
+                "the latest speeches",
+    dataset="sotu", model="LSTM language model (2 x 256, tied embeddings)", objective="next-character cross-entropy",
+    metric="bits_per_char", options=RecurrentLMOptions, higher_is_better=False,
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", recurrent_lm),
+    defaults={"max_steps": 3000, "batch_size": 64, "lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 100,
+              "grad_clip": 1.0, "eval_every": 1000, "eval_batches": 0, "eval_batch_size": 128,
+              "precision": "bf16", "context": 128, "ngram_order": 6},
+))
+
+register(Task(
+    name="sotu-lstm",
+    description="a word-level LSTM language model on the State of the Union addresses (10k-word vocabulary); "
+                "the test set is the latest speeches",
+    dataset="sotu", model="LSTM language model (2 x 256, tied embeddings)", objective="next-word cross-entropy",
+    metric="perplexity", options=RecurrentLMOptions, higher_is_better=False,
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", recurrent_lm),
+    defaults={"max_steps": 1200, "batch_size": 64, "lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 100,
+              "grad_clip": 1.0, "eval_every": 400, "eval_batches": 0, "eval_batch_size": 128,
+              "precision": "bf16", "tokenizer": "word", "context": 64, "ngram_order": 3, "dropout": 0.3},
+))
+
+
+
+
+@dataclass
+class GPTOptions(TextOptions):
+    layers: int = 4
+    heads: int = 4
+    width: int = 256
+    dropout: float = 0.1
+    fused: bool = True           # attention through scaled_dot_product_attention; false: the explicit softmax
+
+
+def gpt(cfg: dict, vocab_size: int) -> nn.Module:
+    return transformer.GPT(transformer.GPTConfig(
+        vocab_size=vocab_size, context=cfg["context"], layers=cfg["layers"], heads=cfg["heads"], width=cfg["width"],
+        dropout=cfg["dropout"], fused=cfg["fused"]))
+
+
+register(Task(
+    name="sotu-char-gpt",
+    description="a character-level GPT on the State of the Union addresses, on the same split as sotu-char-lstm",
+    dataset="sotu", model="GPT (4 layers, 4 heads, 256 wide, context 256)", objective="next-character cross-entropy",
+    metric="bits_per_char", options=GPTOptions, higher_is_better=False,
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt),
+    defaults={"max_steps": 2000, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 100,
+              "grad_clip": 1.0, "eval_every": 500, "eval_batches": 0, "eval_batch_size": 64,
+              "precision": "bf16", "context": 256, "ngram_order": 6, "betas": "0.9,0.95"},
+))
+
+register(Task(
+    name="sotu-gpt",
+    description="a word-level GPT on the State of the Union addresses, on the same split as sotu-lstm",
+    dataset="sotu", model="GPT (4 layers, 4 heads, 256 wide, context 128)", objective="next-word cross-entropy",
+    metric="perplexity", options=GPTOptions, higher_is_better=False,
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt),
+    defaults={"max_steps": 1200, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 100,
+              "grad_clip": 1.0, "eval_every": 400, "eval_batches": 0, "eval_batch_size": 64,
+              "precision": "bf16", "tokenizer": "word", "context": 128, "ngram_order": 3, "dropout": 0.2,
+              "betas": "0.9,0.95"},
+))

@@ -1,0 +1,128 @@
+"""Tokenizers, token windows, the Kneser-Ney baseline, and the language-model tasks end to end."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pillars.baselines import KneserNey, naive_forecast, seasonal_naive_forecast
+from pillars.data import tokenizers
+from pillars.data.batches import TokenWindows, scored_windows
+from tests.conftest import pillars, sets
+
+
+def test_char_tokenizer_round_trip_and_unknowns(tmp_path):
+    tok = tokenizers.CharTokenizer.train("the cat sat\n")
+    assert tok.decode(tok.encode("the cat")) == "the cat"
+    assert tok.encode("q")[0] == tok.unk
+    tok.save(tmp_path / "t.json")
+    assert tokenizers.load(tmp_path / "t.json").to_json() == tok.to_json()
+
+
+def test_word_tokenizer_keeps_frequent_words_and_detokenizes():
+    tok = tokenizers.WordTokenizer.train("The people, the people! Congress acts.\n\nThe end.", size=6)
+    assert tok.vocab[0] == tokenizers.UNK and len(tok) == 6
+    ids = tok.encode("The people act, the end.")
+    assert tokenizers.UNK in [tok.vocab[i] for i in ids]   # "act" and "end" are rare here
+    assert tok.decode(tok.encode("the people, the people!")) == "the people, the people!"
+    pad_first = tokenizers.WordTokenizer.train("a b b", size=4, specials=(tokenizers.PAD, tokenizers.UNK))
+    assert pad_first.vocab[:2] == [tokenizers.PAD, tokenizers.UNK]
+
+
+def test_token_windows_are_a_pure_function_of_the_step():
+    tokens = torch.arange(1000)
+    a, b = TokenWindows(tokens, 16, 8, seed=3), TokenWindows(tokens, 16, 8, seed=3)
+    x, y = a.batch(5)
+    assert torch.equal(x, b.batch(5)[0]) and torch.equal(y, x + 1)
+    assert not torch.equal(x, a.batch(6)[0])
+    halves = [a.batch(5, r, 2)[0] for r in range(2)]
+    assert torch.equal(torch.cat(halves), x)   # the ranks' shares make up the global batch
+
+
+def test_scored_windows_score_every_target_exactly_once():
+    tokens = torch.arange(101)
+    x, y, w = scored_windows(tokens, torch.ones(101), 16)
+    assert torch.equal(y - x, torch.ones_like(x))
+    assert sorted(y[w > 0].tolist()) == list(range(1, 101))
+
+
+def test_kneser_ney_is_a_distribution_and_beats_lower_orders_on_structured_text():
+    rng = np.random.default_rng(0)
+    V = 6
+    train = rng.integers(0, V, 3000)
+    train[1::2] = (train[::2] + 1) % V          # every odd token follows from the one before
+    for order in (1, 2, 3):
+        kn = KneserNey(order, V).fit(train)
+        for history in ([0, 1], [5, 5], [2, 3]):
+            total = sum(np.exp(kn.log_probs(np.array(history + [w]))[-1]) for w in range(V))
+            assert total == pytest.approx(1.0, abs=1e-9)
+    test = train[:1000]
+    nll = [-KneserNey(o, V).fit(train).log_probs(test).mean() for o in (1, 2, 3)]
+    assert nll[1] < nll[0] - 0.3 and nll[2] <= nll[1] + 1e-3
+
+
+def test_naive_forecasts():
+    history = np.arange(48.0)[None]
+    assert naive_forecast(history, 3).tolist() == [[47.0, 47.0, 47.0]]
+    assert seasonal_naive_forecast(history, 30, 24)[0, :3].tolist() == [24.0, 25.0, 26.0]
+    assert seasonal_naive_forecast(history, 30, 24)[0, 24].tolist() == 24.0
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    """A small real text: the opening of the State of the Union corpus."""
+    from pillars import data
+    text = data.load("sotu")["train_text"][:300_000].tobytes().decode()
+    path = tmp_path_factory.mktemp("text") / "speeches.txt"
+    path.write_text(text)
+    return path
+
+
+def test_char_lstm_learns_real_text_saves_its_vocabulary_and_samples(tmp_path, text_file):
+    run = tmp_path / "run"
+    pillars("train", "sotu-char-lstm", "--max-steps", "150", "--out", str(run), "--no-progress",
+            *sets(f"data={text_file}", "embed=64", "hidden=128", "layers=1", "context=64", "batch_size=32",
+                  "eval_every=150", "eval_batches=10", "ngram_order=4", "precision=32"))
+    summary = json.loads((run / "summary.json").read_text())
+    # a uniform guess over ~70 characters is 6.1 bits; the unigram distribution of English about 4.1
+    assert summary["final"]["bits_per_char"] < 3.2, summary["final"]
+    assert "kneser_ney_4gram_bits_per_char" in summary["baselines"]
+    assert json.loads((run / "tokenizer.json").read_text())["kind"] == "char"
+    out = pillars("sample", str(run), "--prompt", "The Congress", "--length", "40", "--seed", "1").stdout
+    assert out.startswith("The Congress") and len(out) >= 50
+    again = pillars("sample", str(run), "--prompt", "The Congress", "--length", "40", "--seed", "1").stdout
+    assert again == out
+    pillars("explain", str(run))
+    span = json.loads((run / "explain.json").read_text())["memory_span"]
+    assert span["1"] > span["16"] + 0.5      # a character model predicts far better with some history
+    assert (run / "memory_span.png").stat().st_size > 10_000 and (run / "cells.png").stat().st_size > 10_000
+
+
+def test_language_model_rejects_bad_input(tmp_path):
+    missing = pillars("train", "sotu-char-lstm", "--max-steps", "1", *sets(f"data={tmp_path}/nope.txt"),
+                      check=False)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 100)
+    bad = pillars("train", "sotu-char-lstm", "--max-steps", "1", *sets(f"data={binary}"), check=False)
+    assert bad.returncode == 2 and "UTF-8" in bad.stderr
+    short = tmp_path / "short.txt"
+    short.write_text("too short")
+    small = pillars("train", "sotu-char-lstm", "--max-steps", "1", *sets(f"data={short}"), check=False)
+    assert small.returncode == 2 and "context" in small.stderr
+
+
+def test_sample_rejects_runs_that_are_not_language_models(tmp_path):
+    r = pillars("sample", str(tmp_path), check=False)
+    assert r.returncode == 2 and "not a run folder" in r.stderr
+
+
+def test_char_gpt_learns_real_text_and_samples_with_the_kv_cache(tmp_path, text_file):
+    run = tmp_path / "gpt"
+    pillars("train", "sotu-char-gpt", "--max-steps", "300", "--out", str(run), "--no-progress",
+            *sets(f"data={text_file}", "layers=2", "width=64", "heads=4", "context=64", "batch_size=32",
+                  "eval_every=300", "eval_batches=10", "ngram_order=0", "precision=32", "lr=1e-2"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final"]["bits_per_char"] < 3.1, summary["final"]
+    out = pillars("sample", str(run), "--prompt", "The Congress", "--length", "100", "--top-p", "0.9").stdout
+    assert out.startswith("The Congress") and len(out) >= 100   # longer than the context: the window slides
