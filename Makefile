@@ -9,7 +9,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 PIP     = $(VENV)/bin/python -m pip --disable-pip-version-check -q
-DATASETS = fashion-mnist mnist-5k digits efficientnet-lite0-imagenet
+DATASETS = fashion-mnist mnist-5k digits efficientnet-lite0-imagenet sotu brown bible-web bible-es-en movie-reviews weather
 
 .PHONY: setup data demo test clean
 .DEFAULT_GOAL := demo
