@@ -1,7 +1,7 @@
 """Baselines the neural networks must beat, each the standard non-neural method for its problem.
 
 - `KneserNey`: an interpolated Kneser-Ney n-gram language model (Kneser & Ney 1995; Chen & Goodman 1998),
-  the strongest classical smoothing, on the same token stream as the neural language model.
+  with one discount per order (modified Kneser-Ney uses three), on the same tokens as the neural model.
 - `naive_forecast`, `seasonal_naive_forecast`: the forecasts MASE is defined against (Hyndman & Koehler 2006).
 """
 from __future__ import annotations

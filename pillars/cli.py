@@ -118,6 +118,8 @@ def cmd_train(args) -> int:
     if not args.task:
         raise config.ConfigError("name a task (see `pillars list`), or --resume RUN_DIR")
     cfg = train.resolve_config(args.task, args.config, overrides)
+    if cfg.get("data"):   # saved as an absolute path, so sample / explain / evaluate work from any folder
+        cfg["data"] = str(Path(cfg["data"]).expanduser().resolve())
     if args.dry_run:   # one step and one evaluation batch, in a folder that is then removed
         cfg.update(max_steps=1, eval_batches=1)
         with tempfile.TemporaryDirectory(prefix="pillars-dry-run-") as tmp:
@@ -192,8 +194,8 @@ def cmd_sample(args) -> int:
     tok, model = job.tokenizer, job.model.eval()
     if tok is None or not hasattr(model, "generate"):
         raise ConfigError(f"{args.run_dir} is not a language model run; sample takes runs of text tasks")
-    if args.length < 1 or args.n < 1:
-        raise ConfigError("--length and --n must be at least 1")
+    if args.length < 1 or args.n < 1 or args.top_k < 0 or not 0 <= args.top_p <= 1:
+        raise ConfigError("--length and --n must be at least 1, --top-k at least 0, --top-p between 0 and 1")
     prompt = args.prompt or "\n\n"   # no prompt: start as a new paragraph
     ids = torch.from_numpy(tok.encode(prompt)).to(device)
     if len(ids) == 0:
@@ -214,12 +216,11 @@ def cmd_sample(args) -> int:
 def cmd_explain(args) -> int:
     from pillars import explain, train
     from pillars.config import ConfigError
-    from pillars.models import rnn
     run_dir = Path(args.run_dir)
     _, _, job, _ = train.load_run(run_dir, args.device)
     if job.inputs is not None:
         return explain_image_run(run_dir, job)
-    if isinstance(job.model, rnn.LanguageModel):
+    if job.tokenizer is not None and hasattr(job.model, "generate"):   # a language model
         summary = run_dir / "summary.json"
         baselines = json.loads(summary.read_text()).get("baselines", {}) if summary.exists() else {}
         result = explain.explain_language_model(run_dir, job, baselines, log=console.print)
@@ -257,11 +258,13 @@ def cmd_experiment(args) -> int:
     from pillars import config, experiments
     if args.name not in experiments.EXPERIMENTS:
         raise config.ConfigError(config.unknown_name_message("experiment", args.name, experiments.EXPERIMENTS))
+    if args.seeds is not None and args.seeds < 1:
+        raise config.ConfigError("--seeds must be at least 1")
     folder = Path(args.out or f"runs/{args.name}")
     extra = config.parse_sets(args.set)
     if args.name == "transfer-curve":
         labels = tuple(int(n) for n in (args.labels or "10,30,100").split(","))
-        seeds = args.seeds or 3
+        seeds = 3 if args.seeds is None else args.seeds
         table = experiments.transfer_curve(folder, labels, tuple(range(seeds)), extra, log=console.print)
         if not table:
             return 130
@@ -273,7 +276,8 @@ def cmd_experiment(args) -> int:
                       f"{100 * (p['mean'] - s['mean']):>+5.1f}")
     elif args.name == "long-lag":
         lags = tuple(int(n) for n in (args.lags or "25,50,100,200").split(","))
-        table = experiments.long_lag(folder, lags, seeds=tuple(range(args.seeds or 1)), extra=extra, log=console.print)
+        seeds = 1 if args.seeds is None else args.seeds
+        table = experiments.long_lag(folder, lags, seeds=tuple(range(seeds)), extra=extra, log=console.print)
         if not table:
             return 130
         out.print(f"adding problem, test sequences solved (|error| < 0.04)  ->  {folder / 'long_lag.png'}")

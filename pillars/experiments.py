@@ -36,8 +36,8 @@ def transfer_curve(out: Path, labels=(10, 30, 100), seeds=(0, 1, 2), extra: dict
     for n in labels:
         for start in ("pretrained", "scratch"):
             for seed in seeds:
-                overrides = {"labels_per_class": n, "pretrained": start == "pretrained", "seed": seed,
-                             **(extra or {})}
+                overrides = {**(extra or {}), "labels_per_class": n, "pretrained": start == "pretrained",
+                             "seed": seed}
                 summary = run_once("fashion-transfer", overrides, out / f"n{n}-{start}-seed{seed}", log)
                 if summary.get("status") != "finished":
                     log("stopped: run the same command again to continue where it stopped")
@@ -55,7 +55,8 @@ def plot_transfer_curve(table: dict, path: Path) -> None:
     for start, style in (("pretrained", "o-"), ("scratch", "s--")):
         ns = sorted(table[start])
         ax.errorbar(ns, [100 * table[start][n]["mean"] for n in ns], yerr=[100 * table[start][n]["std"] for n in ns],
-                    fmt=style, capsize=4, label=f"EfficientNet-Lite0, {'ImageNet weights' if start == 'pretrained' else 'from scratch'}")
+                    fmt=style, capsize=4,
+                    label=f"EfficientNet-Lite0, {'ImageNet weights' if start == 'pretrained' else 'from scratch'}")
     ax.set_xscale("log")
     ax.minorticks_off()
     ax.set_xticks(sorted(table["pretrained"]), [str(n) for n in sorted(table["pretrained"])])
@@ -71,7 +72,7 @@ def long_lag(out: Path, lags=(25, 50, 100, 200), cells=("lstm", "rnn"), seeds=(0
     for lag in lags:
         for cell in cells:
             for seed in seeds:
-                summary = run_once("adding-problem", {"lag": lag, "cell": cell, "seed": seed, **(extra or {})},
+                summary = run_once("adding-problem", {**(extra or {}), "lag": lag, "cell": cell, "seed": seed},
                                    out / f"{cell}-lag{lag}-seed{seed}", log)
                 if summary.get("status") != "finished":
                     log("stopped: run the same command again to continue where it stopped")

@@ -253,7 +253,7 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
 # ----------------------------------------------------------------------------- language models
 
 @torch.no_grad()
-def memory_span(model: nn.Module, stream: torch.Tensor, spans: list[int], positions: int = 1024, seed: int = 0,
+def memory_span(model: nn.Module, stream: torch.Tensor, spans: list[int], positions: int = 4096, seed: int = 0,
                 batch: int = 256) -> dict[int, float]:
     """Mean loss in bits per token of predicting stream[p] from only the k tokens before it, for each k in
     `spans`, at the same `positions` random places of the held-out stream."""
@@ -274,16 +274,16 @@ def memory_span(model: nn.Module, stream: torch.Tensor, spans: list[int], positi
     return out
 
 
-def plot_memory_span(span: dict[int, float], reference: dict[str, float], unit: str, path: Path) -> None:
+def plot_memory_span(span: dict[int, float], reference: dict[str, float], unit: str, name: str, path: Path) -> None:
     fig, ax = _plt().subplots(figsize=(5.5, 3.8))
     ks = sorted(span)
-    ax.plot(ks, [span[k] for k in ks], "o-", label="LSTM, history cut to k tokens")
+    ax.plot(ks, [span[k] for k in ks], "o-", label=f"{name}, history cut to k tokens")
     for (name, value), style in zip(reference.items(), (":", "--")):
         ax.axhline(value, color="grey", ls=style, lw=1, label=name)
     ax.set_xscale("log", base=2)
     ax.minorticks_off()
     ax.set_xticks(ks, [str(k) for k in ks])
-    finish_line_plot(fig, ax, path, "memory span: how much history the LSTM uses",
+    finish_line_plot(fig, ax, path, f"memory span: how much history the {name} uses",
                      "history the model may read (tokens)", f"test loss ({unit})")
 
 
@@ -341,7 +341,7 @@ def plot_cell_heat_maps(text: str, cells: np.ndarray, picks: dict[str, tuple[int
         for ch, a in zip(text[span], act):
             if row >= rows:
                 break
-            ax.add_patch(_plt().Rectangle((col, row), 1, 1, color=cmap((a + 1) / 2), lw=0))
+            ax.add_patch(plt.Rectangle((col, row), 1, 1, color=cmap((a + 1) / 2), lw=0))
             if ch != "\n":
                 ax.text(col + 0.5, row + 0.55, ch, ha="center", va="center", fontsize=6, family="monospace")
             col += 1
@@ -363,14 +363,14 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
     longest = min(len(stream) - 2, getattr(model.cfg, "context", len(stream)))   # a GPT reads at most its context
     span = memory_span(model, stream, [k for k in spans if k <= longest])
     reference = {}
-    for key, value in baselines.items():
-        if key.endswith("bits_per_char"):
-            reference[f"Kneser-Ney {key.split('_')[2]}"] = value
-        elif key.endswith("perplexity") and not tok.lossless:
-            reference[f"Kneser-Ney {key.split('_')[2]}"] = math.log2(value)
-    plot_memory_span(span, reference, unit, run_dir / "memory_span.png")
+    if "kneser_ney_order" in baselines:   # over the whole test set, not only the sampled positions
+        value = (baselines["kneser_ney_bits_per_char"] if tok.lossless
+                 else math.log2(baselines["kneser_ney_perplexity"]))
+        reference[f"Kneser-Ney {baselines['kneser_ney_order']}-gram, whole test set"] = value
+    name = type(model).__name__ if getattr(model.cfg, "cell", "") != "lstm" else "LSTM"
+    plot_memory_span(span, reference, unit, name, run_dir / "memory_span.png")
     out = {"memory_span": {str(k): round(v, 4) for k, v in span.items()}, "memory_span_unit": unit}
-    if tok.lossless and hasattr(model, "cells"):
+    if tok.kind == "char" and getattr(model.cfg, "cell", "") == "lstm":
         text = job.info["test_text"][:50000]
         log(f"reading the LSTM's cells over {len(text):,} test characters")
         with torch.no_grad():

@@ -95,7 +95,8 @@ def check_config(cfg: dict) -> None:
         if cfg[key] not in valid:
             raise ConfigError(f"{key} must be one of {', '.join(valid)}, not {cfg[key]!r}")
     at_least_one = {"batch_size", "accum_steps", "keep_checkpoints", "log_every", "eval_batch_size", "stages",
-                    "blocks", "width", "hidden", "image_size", "labels_per_class"}
+                    "blocks", "width", "hidden", "image_size", "labels_per_class", "context", "embed", "layers",
+                    "heads", "vocab_size", "history", "horizon", "test_sequences", "max_words"}
     for key, value in cfg.items():   # no key of the project takes a negative number
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             low = 1 if key in at_least_one else 0
@@ -450,7 +451,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
 
     def run_eval(at: int) -> dict:
         nonlocal best
-        result = evaluate_job(job, model, cfg, device, proc)
+        # the final evaluation reads the whole test set, as the baselines do; eval_batches only shortens the others
+        result = evaluate_job(job, model, {**cfg, "eval_batches": 0} if at >= total else cfg, device, proc)
         result["train_time_s"] = round(train_seconds(), 2)
         score = result[metric if metric in result else "loss"]
         if best is None or (score > best if task.higher_is_better else score < best):
@@ -554,7 +556,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
 
     wall = elapsed_before + time.time() - t0
     summary = {"task": task_name, "status": status, "steps": step, "epochs": round(step / steps_per_epoch, 3),
-               "metric": metric if metric in result else "loss", "final": result, "best": best, "wall_time_s": round(wall, 1),
+               "metric": metric if metric in result else "loss", "final": result, "best": best,
+               "wall_time_s": round(wall, 1),
                "train_time_s": round(train_seconds(), 1),
                "samples_per_s": round(step * cfg["batch_size"] / max(train_seconds(), 1e-9), 1),
                **({"tokens_per_s": round(step * cfg["batch_size"] * tps / max(train_seconds(), 1e-9), 1)}
@@ -571,7 +574,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         console.print(f"[bold green]done[/]: {summary['metric']} {result.get(summary['metric'], float('nan')):.4f} "
                       f"after {step} steps in {wall:.0f} s ("
-                      + (f"{summary['tokens_per_s']:,.0f} tokens/s" if tps else f"{summary['samples_per_s']:,.0f} samples/s")
+                      + (f"{summary['tokens_per_s']:,.0f} tokens/s" if tps
+                         else f"{summary['samples_per_s']:,.0f} samples/s")
                       + f") -> {run_dir}")
     return summary
 

@@ -74,3 +74,18 @@ def test_sentiment_lstm_trains_and_reports_both_baselines(tmp_path):
 def test_every_recurrent_task_runs_one_step(task):
     r = pillars("train", task, "--dry-run")
     assert "dry run ok" in r.stderr
+
+
+def test_impossible_options_are_clear_errors(tmp_path):
+    for task, bad, words in (("weather-lstm", "cell=gru", "cell must be one of lstm, rnn"),
+                             ("weather-lstm", "season=500", "season 500 must be between 1 and the history"),
+                             ("weather-lstm", "test_fraction=1.5", "test_fraction must be between 0 and 1"),
+                             ("adding-problem", "lag=2", "lag must be at least 4"),
+                             ("sotu-char-lstm", "ngram_order=12", "ngram_order=12")):
+        r = pillars("train", task, "--max-steps", "1", *sets(bad), check=False)
+        assert r.returncode == 2 and words in r.stderr, (bad, r.stderr[-500:])
+    flat = tmp_path / "flat.csv"
+    flat.write_text("x\n" + "3.0\n" * 600)
+    r = pillars("train", "weather-lstm", "--max-steps", "1", *sets(f"data={flat}", "column=x", "season=24"),
+                check=False)
+    assert r.returncode == 2 and "MASE is undefined" in r.stderr

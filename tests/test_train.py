@@ -72,9 +72,7 @@ def test_run_folder_contents_and_evaluate(tmp_path, fashion):
     r = pillars("evaluate", str(run), "--device", "cpu")
     again = json.loads(r.stdout)
     assert 0.1 < again["accuracy"] <= 1.0
-    task_name, cfg, job, device = train.load_run(run, "cpu")
-    limited = train.evaluate_job(job, job.model, {**cfg, "eval_batches": 2}, device, train.Proc())
-    assert limited["accuracy"] == pytest.approx(summary["final"]["accuracy"])
+    assert again["accuracy"] == pytest.approx(summary["final"]["accuracy"], abs=1e-6)   # the final one reads it all
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, fashion):

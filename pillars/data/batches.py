@@ -61,7 +61,9 @@ class TokenWindows:
 
     def __init__(self, tokens: torch.Tensor, context: int, batch_size: int, seed: int = 0):
         from pillars.config import ConfigError
-        if len(tokens) < context + 2:
+        if context < 2:
+            raise ConfigError(f"context must be at least 2 tokens, not {context}")
+        if len(tokens) < context + 1:
             raise ConfigError(f"the training text has {len(tokens)} tokens, fewer than the context of {context}; "
                               "use a longer text or a smaller --set context=N")
         self.tokens, self.context, self.batch_size, self.seed = tokens, context, batch_size, seed
@@ -74,7 +76,7 @@ class TokenWindows:
 
     def batch(self, step: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        starts = torch.randint(0, len(self.tokens) - self.context - 1, (self.batch_size,), generator=g)
+        starts = torch.randint(0, len(self.tokens) - self.context, (self.batch_size,), generator=g)
         share = self.batch_size // world
         starts = starts[rank * share:(rank + 1) * share].to(self.tokens.device)
         windows = self.tokens[starts[:, None] + self._offsets]
@@ -88,7 +90,8 @@ def scored_windows(tokens: torch.Tensor, weights: torch.Tensor, context: int) ->
     n = len(tokens) - 1
     if n < context:
         from pillars.config import ConfigError
-        raise ConfigError(f"the held-out text has {len(tokens)} tokens, fewer than the context of {context}")
+        raise ConfigError(f"the held-out text has {len(tokens)} tokens, fewer than the context of {context}: "
+                          "lower --set context=N, or hold out more text (--set val_fraction)")
     half = context // 2
     starts = list(range(0, n - context + 1, half))
     if starts[-1] + context < n:

@@ -3,6 +3,8 @@
 `CharTokenizer` is lossless: one id per character seen in training, plus <unk>. `WordTokenizer` splits
 words and punctuation (optionally lower-cased), keeps the most frequent `size` of them and maps the rest to
 <unk>, as word-level language models traditionally do (Mikolov et al. 2010); paragraph breaks are tokens.
+`BPETokenizer` is byte-level BPE (Sennrich et al. 2016, in GPT-2's byte-level form), trained with Hugging
+Face `tokenizers`: lossless, and every string has an encoding.
 """
 from __future__ import annotations
 
@@ -31,6 +33,10 @@ class Tokenizer:
 
     def decode(self, ids) -> str:
         raise NotImplementedError
+
+    def char_lengths(self, text: str) -> np.ndarray:
+        """The characters each token of encode(text) stands for; they add up to len(text) when lossless."""
+        return np.ones(len(self.encode(text)))
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "vocab": self.vocab}
@@ -112,7 +118,46 @@ class WordTokenizer(Tokenizer):
         return {**super().to_json(), "lowercase": self.lowercase}
 
 
+class BPETokenizer(Tokenizer):
+    kind = "bpe"
+    lossless = True
+
+    def __init__(self, hf):
+        self.hf = hf
+        self.vocab = [hf.id_to_token(i) for i in range(hf.get_vocab_size())]
+
+    @classmethod
+    def train(cls, texts: list[str], size: int = 8000, specials: tuple[str, ...] = (PAD, UNK)) -> "BPETokenizer":
+        from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=list(specials), show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        hf.train_from_iterator(texts, trainer)
+        return cls(hf)
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.array(self.hf.encode(text).ids, dtype=np.int64)
+
+    def decode(self, ids) -> str:
+        return self.hf.decode([int(i) for i in np.asarray(ids).tolist()], skip_special_tokens=True)
+
+    def char_lengths(self, text: str) -> np.ndarray:
+        # the byte-level pieces of one multi-byte character share its offsets: count it once, at its first piece
+        offsets = np.array(self.hf.encode(text).offsets, dtype=np.int64).reshape(-1, 2)
+        covered = np.maximum.accumulate(offsets[:, 1])
+        before = np.concatenate([[0], covered[:-1]])
+        return np.maximum(offsets[:, 1] - np.maximum(offsets[:, 0], before), 0).astype(np.float64)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "tokenizer": json.loads(self.hf.to_str())}
+
+
 def from_json(spec: dict) -> Tokenizer:
+    if spec.get("kind") == "bpe":
+        from tokenizers import Tokenizer as HFTokenizer
+        return BPETokenizer(HFTokenizer.from_str(json.dumps(spec["tokenizer"])))
     if spec.get("kind") == "char":
         return CharTokenizer(spec["vocab"])
     if spec.get("kind") == "word":

@@ -27,7 +27,7 @@ class Job:
     summary: Callable[[dict[str, float]], dict[str, float]]          # sums of the set -> figures
     conv: bool = False    # a conv net: trained in channels_last memory format
     inputs: "ImageInputs | None" = None   # how raw images become model inputs (for predict, explain)
-    tokenizer: object = None              # text tasks: a data.tokenizers.Tokenizer  # text tasks: saved with the run as tokenizer.json
+    tokenizer: object = None              # text tasks: a data.tokenizers.Tokenizer, saved as tokenizer.json
     baselines: "Callable[[], dict[str, float]] | None" = None   # non-neural figures on the same test set
     info: dict = field(default_factory=dict)   # what `explain` needs beyond the model and data (units, texts)
     tokens_per_sample: int = 0   # text tasks: tokens in one training example, to report tokens/s
@@ -55,6 +55,12 @@ def register(task: Task) -> Task:
         raise ValueError(f"task {task.name!r} is registered twice")
     TASKS[task.name] = task
     return task
+
+
+def check_choice(cfg: dict, key: str, choices: tuple[str, ...]) -> None:
+    if cfg[key] not in choices:
+        from pillars.config import ConfigError
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {cfg[key]!r}")
 
 
 def get(name: str) -> Task:

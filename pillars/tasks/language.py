@@ -11,19 +11,20 @@ import torch.nn.functional as F
 from pillars import metrics
 from pillars.data.text import corpus_splits
 from pillars.data.batches import TokenWindows, scored_windows
-from pillars.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
+from pillars.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from pillars.models import rnn, transformer
-from pillars.tasks import Job, Task, register
+from pillars.tasks import Job, Task, check_choice, register
 
 
 @dataclass
 class TextOptions:
     data: str = ""               # a UTF-8 text file of your own instead of the task's corpus
     val_fraction: float = 0.1    # with data=FILE: the last fraction of the text is the held-out set
-    tokenizer: str = "char"      # char (lossless, bits per character) or word
-    vocab_size: int = 10000      # word tokenizer: the most frequent words kept, the rest become <unk>
+    tokenizer: str = "char"      # char or bpe (lossless: bits per character), or word
+    vocab_size: int = 10000      # word: the most frequent words kept, the rest <unk>; bpe: the merged vocabulary
     context: int = 128           # tokens per training window (truncated backpropagation through time)
-    ngram_order: int = 6         # order of the Kneser-Ney baseline on the same split (0: no baseline)
+    ngram: bool = True           # the Kneser-Ney n-gram baseline on the same split, at the end
+    ngram_order: int = 0         # its order; 0: the one (2 to 9) that best predicts the validation text
 
 
 @dataclass
@@ -36,8 +37,9 @@ class RecurrentLMOptions(TextOptions):
     fused: bool = True           # the library kernel; false runs the equations in Python (same weights)
 
 
-def text_splits(cfg: dict, corpus: str) -> tuple[str, str]:
-    """(training text, held-out text): the corpus's own time split, or the user's file cut at its end."""
+def text_splits(cfg: dict, corpus: str) -> tuple[str, str, str]:
+    """(training, validation, test text): the corpus's own split, or the user's file cut at its end (with no
+    validation text: the n-gram baseline then picks its order on the end of the training text)."""
     from pillars.config import ConfigError
     if cfg["data"]:
         from pathlib import Path
@@ -51,9 +53,9 @@ def text_splits(cfg: dict, corpus: str) -> tuple[str, str]:
         if not 0 < cfg["val_fraction"] < 1:
             raise ConfigError(f"val_fraction must be between 0 and 1, not {cfg['val_fraction']}")
         cut = int(len(text) * (1 - cfg["val_fraction"]))
-        return text[:cut], text[cut:]
+        return text[:cut], "", text[cut:]
     splits = corpus_splits(corpus)
-    return splits["train"], splits["test"]
+    return splits["train"], splits["valid"], splits["test"]
 
 
 def make_tokenizer(cfg: dict, train_text: str) -> Tokenizer:
@@ -62,20 +64,26 @@ def make_tokenizer(cfg: dict, train_text: str) -> Tokenizer:
         return CharTokenizer.train(train_text)
     if cfg["tokenizer"] == "word":
         return WordTokenizer.train(train_text, cfg["vocab_size"])
-    raise ConfigError(f"tokenizer must be char or word, not {cfg['tokenizer']!r}")
+    if cfg["tokenizer"] == "bpe":
+        return BPETokenizer.train([train_text], cfg["vocab_size"])
+    raise ConfigError(f"tokenizer must be char, word or bpe, not {cfg['tokenizer']!r}")
 
 
 def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model) -> Job:
     from pillars.baselines import KneserNey
-    train_text, test_text = text_splits(cfg, corpus)
+    train_text, valid_text, test_text = text_splits(cfg, corpus)
     tok = make_tokenizer(cfg, train_text)
-    if cfg["ngram_order"] and len(tok) ** cfg["ngram_order"] >= 2 ** 62:
+    try:
+        orders = ([cfg["ngram_order"]] if cfg["ngram_order"] > 0
+                  else [k for k in range(2, 10) if len(tok) ** k < 2 ** 62])
+        KneserNey(max(orders), len(tok))
+    except ValueError as e:
         from pillars.config import ConfigError
-        raise ConfigError(f"ngram_order {cfg['ngram_order']} over a vocabulary of {len(tok):,} is too large for "
-                          f"the n-gram baseline's 64-bit keys; lower --set ngram_order (3 suits words, 6 characters)")
+        raise ConfigError(f"--set ngram_order={cfg['ngram_order']}: {e}; lower it, or 0 to choose it on the "
+                          "validation text, or --set ngram=false") from None
     train_ids, test_ids = tok.encode(train_text), tok.encode(test_text)
-    # every scored target weighs one token; a character tokenizer makes that one character
-    test = scored_windows(torch.from_numpy(test_ids), torch.ones(len(test_ids)), cfg["context"])
+    chars = tok.char_lengths(test_text)   # each target weighs the characters it spells: bits per character
+    test = scored_windows(torch.from_numpy(test_ids), torch.from_numpy(chars).float(), cfg["context"])
     model = make_model(cfg, len(tok))
 
     def loss(model, batch):
@@ -93,13 +101,22 @@ def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model)
         return result
 
     def baselines():
-        if not cfg["ngram_order"]:
+        if not cfg["ngram"]:
             return {}
-        kn = KneserNey(cfg["ngram_order"], len(tok)).fit(train_ids)
-        nll = -kn.log_probs(test_ids)
-        result = {f"kneser_ney_{cfg['ngram_order']}gram_perplexity": float(np.exp(nll.mean()))}
+        order = orders[0]
+        if len(orders) > 1:   # the order that predicts the validation text best, fitted without it
+            fit_ids, valid_ids = ((train_ids, tok.encode(valid_text)) if valid_text
+                                  else (train_ids[:len(train_ids) * 9 // 10], train_ids[len(train_ids) * 9 // 10:]))
+            best = None
+            for k in orders:
+                loss = -KneserNey(k, len(tok)).fit(fit_ids).log_probs(valid_ids).mean()
+                if best is not None and loss >= best:
+                    break   # past the best order the counts get too sparse and the loss rises again
+                best, order = loss, k
+        nll = -KneserNey(order, len(tok)).fit(train_ids).log_probs(test_ids)
+        result = {"kneser_ney_order": order, "kneser_ney_perplexity": float(np.exp(nll.mean()))}
         if tok.lossless:
-            result[f"kneser_ney_{cfg['ngram_order']}gram_bits_per_char"] = float(nll.mean() / np.log(2))
+            result["kneser_ney_bits_per_char"] = float(nll.sum() / np.log(2) / chars[1:].sum())
         return result
 
     return Job(model=model, train=TokenWindows(torch.from_numpy(train_ids).to(device), cfg["context"],
@@ -110,6 +127,7 @@ def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model)
 
 
 def recurrent_lm(cfg: dict, vocab_size: int) -> nn.Module:
+    check_choice(cfg, "cell", ("lstm", "rnn"))
     return rnn.LanguageModel(rnn.LanguageModelConfig(
         vocab_size=vocab_size, embed=cfg["embed"], hidden=cfg["hidden"], layers=cfg["layers"],
         dropout=cfg["dropout"], cell=cfg["cell"], fused=cfg["fused"]))
@@ -124,7 +142,7 @@ register(Task(
     build=lambda cfg, device: language_model_job(cfg, device, "sotu", recurrent_lm),
     defaults={"max_steps": 3000, "batch_size": 64, "lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_every": 1000, "eval_batches": 0, "eval_batch_size": 128,
-              "precision": "bf16", "context": 128, "ngram_order": 6},
+              "precision": "bf16", "context": 128},
 ))
 
 register(Task(
@@ -136,10 +154,8 @@ register(Task(
     build=lambda cfg, device: language_model_job(cfg, device, "sotu", recurrent_lm),
     defaults={"max_steps": 1200, "batch_size": 64, "lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_every": 400, "eval_batches": 0, "eval_batch_size": 128,
-              "precision": "bf16", "tokenizer": "word", "context": 64, "ngram_order": 3, "dropout": 0.3},
+              "precision": "bf16", "tokenizer": "word", "context": 64, "dropout": 0.3},
 ))
-
-
 
 
 @dataclass
@@ -165,7 +181,7 @@ register(Task(
     build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt),
     defaults={"max_steps": 2000, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_every": 500, "eval_batches": 0, "eval_batch_size": 64,
-              "precision": "bf16", "context": 256, "ngram_order": 6, "betas": "0.9,0.95"},
+              "precision": "bf16", "context": 256, "betas": "0.9,0.95"},
 ))
 
 register(Task(
@@ -176,6 +192,6 @@ register(Task(
     build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt),
     defaults={"max_steps": 1200, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_every": 400, "eval_batches": 0, "eval_batch_size": 64,
-              "precision": "bf16", "tokenizer": "word", "context": 128, "ngram_order": 3, "dropout": 0.2,
+              "precision": "bf16", "tokenizer": "word", "context": 128, "dropout": 0.2,
               "betas": "0.9,0.95"},
 ))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pillars import metrics
 from pillars.data.batches import TensorBatches
 from pillars.models import rnn
-from pillars.tasks import Job, Task, register
+from pillars.tasks import Job, Task, check_choice, register
 
 
 @dataclass
@@ -25,8 +25,12 @@ class AddingOptions:
 
 
 def build_adding(cfg: dict, device: torch.device) -> Job:
+    from pillars.config import ConfigError
     from pillars.data.synthetic import AddingBatches, adding_problem
-    test = adding_problem(cfg["test_sequences"], cfg["lag"], torch.Generator().manual_seed(10_000 + cfg["seed"]))
+    check_choice(cfg, "cell", ("lstm", "rnn"))
+    if cfg["lag"] < 4:
+        raise ConfigError(f"lag must be at least 4 steps, not {cfg['lag']}")
+    test = adding_problem(cfg["test_sequences"], cfg["lag"], torch.Generator().manual_seed(2 ** 40 + cfg["seed"]))
     model = rnn.Forecaster(rnn.ForecasterConfig(features=2, horizon=1, hidden=cfg["hidden"], layers=cfg["layers"],
                                                 cell=cfg["cell"], fused=cfg["fused"], residual=False,
                                                 forget_bias=cfg["forget_bias"]))
@@ -52,7 +56,6 @@ register(Task(
     defaults={"max_steps": 10000, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.0, "warmup_steps": 50,
               "grad_clip": 1.0, "eval_every": 500, "eval_batch_size": 500, "log_every": 100},
 ))
-
 
 
 # ----------------------------------------------------------------------------- forecasting
@@ -99,16 +102,26 @@ def windows(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
 def build_forecast(cfg: dict, device: torch.device) -> Job:
     from pillars.config import ConfigError
     from pillars.baselines import naive_forecast, seasonal_naive_forecast
+    if not 0 < cfg["test_fraction"] < 1:
+        raise ConfigError(f"test_fraction must be between 0 and 1, not {cfg['test_fraction']}")
+    check_choice(cfg, "cell", ("lstm", "rnn"))
     values, season = forecast_series(cfg)
     H, F_ = cfg["history"], cfg["horizon"]
     cut = int(len(values) * (1 - cfg["test_fraction"]))
-    if cut - H - F_ < 100 or len(values) - cut < F_:
+    if H < 1 or F_ < 1 or cut - H - F_ < 100 or len(values) - cut < F_:
         raise ConfigError(f"the series has {len(values)} values: too few for a history of {H} and a horizon of "
-                          f"{F_} with test_fraction {cfg['test_fraction']}; lower --set history=N")
+                          f"{F_} with test_fraction {cfg['test_fraction']}; lower --set history=N or horizon=N")
+    if not 1 <= season <= H:
+        raise ConfigError(f"season {season} must be between 1 and the history ({H}): the seasonal-naive forecast "
+                          "copies the last season of the history; set --set season=N or a longer --set history=N")
     train_vals = values[:cut]
     mean, std = float(train_vals.mean()), float(train_vals.std() or 1.0)
-    # MASE scale: the in-sample mean absolute error of the seasonal-naive forecast (Hyndman & Koehler 2006)
-    scale = float(np.mean(np.abs(train_vals[season:] - train_vals[:-season]))) if season < cut else 1.0
+    # MASE scale: the in-sample mean absolute error of the seasonal-naive forecast (the seasonal form of
+    # Hyndman & Koehler 2006, as in the M4 competition)
+    scale = float(np.mean(np.abs(train_vals[season:] - train_vals[:-season])))
+    if scale == 0:
+        raise ConfigError(f"the training part of the series repeats exactly every {season} steps, so MASE is "
+                          "undefined; check the column, or the season")
     phase = 2 * np.pi * np.arange(len(values)) / max(season, 1)
     inputs = np.stack([(values - mean) / std, np.sin(phase), np.cos(phase)], axis=-1).astype(np.float32)
     if season <= 1:
@@ -195,6 +208,7 @@ def build_sentiment(cfg: dict, device: torch.device) -> Job:
     from pillars.baselines import tfidf_logistic_regression, vader_predictions
     from pillars.data import text
     from pillars.data.tokenizers import PAD, UNK, WordTokenizer
+    check_choice(cfg, "cell", ("lstm", "rnn"))
     train_texts, train_y = text.movie_reviews("train")
     test_texts, test_y = text.movie_reviews("test")
     tok = WordTokenizer.train("\n".join(train_texts), cfg["vocab_size"], specials=(PAD, UNK))
