@@ -213,6 +213,28 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_translate(args) -> int:
+    import torch
+    from pillars import train
+    from pillars.config import ConfigError
+    from pillars.models.transformer import Seq2SeqTransformer
+    from pillars.tasks.translation import padded, trimmed
+    _, cfg, job, device = train.load_run(Path(args.run_dir), args.device)
+    if not isinstance(job.model, Seq2SeqTransformer):
+        raise ConfigError(f"{args.run_dir} is not a translation run; translate takes runs of bible-translate")
+    if args.beam < 1:
+        raise ConfigError("--beam must be at least 1 (1: greedy)")
+    model, tok = job.model.eval(), job.tokenizer
+    src = trimmed(padded([tok.encode(s) for s in args.sentences], cfg["max_tokens"])).to(device)
+    with torch.no_grad():
+        ids = (model.beam_search(src, args.beam, length_penalty=cfg["length_penalty"]) if args.beam > 1
+               else model.greedy(src))
+    for sentence, out_ids in zip(args.sentences, ids):   # translations on stdout, one a line
+        console.print(f"[dim]{sentence}[/]")
+        print(tok.decode(out_ids))
+    return 0
+
+
 def cmd_explain(args) -> int:
     from pillars import explain, train
     from pillars.config import ConfigError
@@ -344,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--out", help="write the text to this file instead of the terminal")
     sa.add_argument("--device", default="cpu", choices=DEVICES)
     sa.set_defaults(fn=cmd_sample)
+
+    tr = sub.add_parser("translate", help="translate sentences with a trained translation run")
+    tr.add_argument("run_dir")
+    tr.add_argument("sentences", nargs="+", metavar="SENTENCE")
+    tr.add_argument("--beam", type=int, default=4, help="beam width (1: greedy)")
+    tr.add_argument("--device", default="cpu", choices=DEVICES)
+    tr.set_defaults(fn=cmd_translate)
 
     ex = sub.add_parser("explain", help="experiments that show what a trained run learned (PNG files)")
     ex.add_argument("run_dir")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,3 +50,38 @@ def regression_sums(pred: torch.Tensor, target: torch.Tensor, tolerance: float) 
 def regression_summary(sums: dict[str, float]) -> dict[str, float]:
     n = max(sums["count"], 1.0)
     return {"mse": sums["sq_sum"] / n, "mae": sums["abs_sum"] / n, "success": sums["hits"] / n}
+
+
+def token_sums(logits: torch.Tensor, targets: torch.Tensor, pad: int) -> dict[str, torch.Tensor]:
+    """Teacher-forced cross-entropy and next-token accuracy over the targets that are not padding."""
+    real = targets != pad
+    nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    return {"nll_sum": (nll * real.flatten()).sum(), "tokens": real.sum().float(),
+            "correct": ((logits.argmax(-1) == targets) & real).sum().float()}
+
+
+def token_summary(sums: dict[str, float]) -> dict[str, float]:
+    n = max(sums["tokens"], 1.0)
+    return {"loss": sums["nll_sum"] / n, "token_accuracy": sums["correct"] / n}
+
+
+def translation_sums(hypotheses: list[str], references: list[str], device=None) -> dict[str, torch.Tensor]:
+    """sacreBLEU's sufficient statistics for corpus BLEU (n-gram matches and totals, lengths) and chrF
+    (character and word n-gram statistics), summed over the sentences: they add across batches and
+    processes, and the summary turns the sums of the whole set into sacreBLEU's own corpus scores."""
+    from sacrebleu.metrics import BLEU, CHRF
+    out = {}
+    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
+        stats = np.sum(np.array(metric._extract_corpus_statistics(hypotheses, [references]), dtype=np.float64), 0)
+        for i, v in enumerate(stats):
+            out[f"{name}_stat{i:02d}"] = torch.tensor(float(v), device=device)
+    return out
+
+
+def translation_summary(sums: dict[str, float]) -> dict[str, float]:
+    from sacrebleu.metrics import BLEU, CHRF
+    out = {}
+    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
+        stats = [sums[k] for k in sorted(sums) if k.startswith(f"{name}_stat")]
+        out[name] = float(metric._compute_score_from_stats(stats).score)
+    return out

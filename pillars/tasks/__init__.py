@@ -70,5 +70,5 @@ def get(name: str) -> Task:
     return TASKS[name]
 
 
-from pillars.tasks import images, language, sequences  # noqa: E402,F401  (they register their tasks)
+from pillars.tasks import images, language, sequences, translation  # noqa: E402,F401  (they register their tasks)
 from pillars.tasks.images import ImageInputs, normalised, scaled_pixels  # noqa: E402,F401

@@ -179,8 +179,8 @@ register(Task(
     dataset="sotu", model="GPT (4 layers, 4 heads, 256 wide, context 256)", objective="next-character cross-entropy",
     metric="bits_per_char", options=GPTOptions, higher_is_better=False,
     build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt),
-    defaults={"max_steps": 2000, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 100,
-              "grad_clip": 1.0, "eval_every": 500, "eval_batches": 0, "eval_batch_size": 64,
+    defaults={"max_steps": 600, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 60,
+              "grad_clip": 1.0, "eval_every": 200, "eval_batches": 0, "eval_batch_size": 64,
               "precision": "bf16", "context": 256, "betas": "0.9,0.95"},
 ))
 
