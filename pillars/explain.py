@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pillars.baselines import seasonal_naive_forecast
 from pillars.data import transforms
 from pillars.plots import finish_line_plot, pyplot as _plt
 
@@ -404,8 +405,8 @@ def plot_forecasts(job, path: Path, n: int = 4) -> None:
         ax.plot(range(-show, 0), hist[i, -show:], color="black", lw=1, label="history")
         ax.plot(range(F_), actual[i], color="black", lw=1, ls="--", label="what happened")
         ax.plot(range(F_), pred[i], color="tab:red", lw=1.5, label="LSTM forecast")
-        if season < H:
-            ax.plot(range(F_), np.resize(hist[i, -season:], F_), color="tab:blue", lw=1, ls=":",
+        if season <= H:
+            ax.plot(range(F_), seasonal_naive_forecast(hist[i], F_, season), color="tab:blue", lw=1, ls=":",
                     label="seasonal naive")
         ax.axvline(0, color="grey", lw=0.6)
         ax.set_xlabel("steps from the forecast time")

@@ -55,6 +55,12 @@ def _utf8(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
 
 
+def _split_texts(texts: list[str], split, separator: str) -> dict[str, np.ndarray]:
+    """`train_text`, `valid_text`, `test_text`: the texts of each split joined by `separator`, as UTF-8 bytes."""
+    return {f"{s}_text": _utf8(separator.join(t for t, c in zip(texts, split) if c == code))
+            for s, code in SPLITS.items()}
+
+
 def _split_name(split: str) -> int:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -104,8 +110,7 @@ def _parse_sotu(paths: dict[str, Path]) -> dict[str, np.ndarray]:
         "names": np.array(names),
         "parties": np.array(parties),
     }
-    for s, code in SPLITS.items():
-        arrays[f"{s}_text"] = _utf8("\n\n".join(t for t, c in zip(texts, split) if c == code))
+    arrays.update(_split_texts(texts, split, "\n\n"))
     return arrays
 
 
@@ -221,8 +226,7 @@ def _parse_brown(paths: dict[str, Path]) -> dict[str, np.ndarray]:
         "file_split": split.astype(np.int8),
         "file_names": np.array([n.rsplit("/", 1)[1] for n in names]),
     }
-    for s, code in SPLITS.items():
-        arrays[f"{s}_text"] = _utf8("\n\n".join(t for t, c in zip(texts, split) if c == code))
+    arrays.update(_split_texts(texts, split, "\n\n"))
     return arrays
 
 
@@ -306,8 +310,7 @@ def _parse_bible_web(paths: dict[str, Path]) -> dict[str, np.ndarray]:
         "chapter": np.array(v.chapters, dtype=np.int64), "verse": np.array(v.verses, dtype=np.int64),
         "split": split,
     }
-    for s, code in SPLITS.items():
-        arrays[f"{s}_text"] = _utf8("\n".join(t for t, c in zip(v.texts, split) if c == code))
+    arrays.update(_split_texts(v.texts, split, "\n"))
     return arrays
 
 
