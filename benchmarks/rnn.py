@@ -51,26 +51,12 @@ import torch.nn.functional as F  # noqa: E402
 from pillars.data import text  # noqa: E402
 from pillars.data.tokenizers import CharTokenizer  # noqa: E402
 from pillars.models.rnn import LanguageModel, LanguageModelConfig  # noqa: E402
+from benchmarks.common import pick_device, sync  # noqa: E402
 
 PROMPT = 8   # characters of real text before generation starts
 
 
 # ----------------------------------------------------------------------------- set-up
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
-        raise SystemExit(f"error: --device cuda, but CUDA is not available here ({build}); "
-                         "use --device cpu or --device auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
 
 def autocast(device: torch.device, precision: str):
     if precision == "fp32":

@@ -152,7 +152,8 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from pillars import train
-    result = train.evaluate_run(Path(args.run_dir), args.device)
+    from pillars import config
+    result = train.evaluate_run(Path(args.run_dir), args.device, config.parse_sets(args.set))
     print(json.dumps(result, indent=2))
     return 0
 
@@ -192,8 +193,14 @@ def cmd_sample(args) -> int:
     from pillars.config import ConfigError
     _, _, job, device = train.load_run(Path(args.run_dir), args.device)
     tok, model = job.tokenizer, job.model.eval()
+    if hasattr(model, "discriminator"):
+        return sample_images(args, job, device)
     if tok is None or not hasattr(model, "generate"):
-        raise ConfigError(f"{args.run_dir} is not a language model run; sample takes runs of text tasks")
+        raise ConfigError(f"{args.run_dir} is not a language model or GAN run; sample takes runs of text tasks "
+                          "and GANs")
+    if args.class_name:
+        raise ConfigError("--class is for GAN runs (fashion-cdcgan); a language model takes --prompt")
+    args.n = args.n or 1
     if args.length < 1 or args.n < 1 or args.top_k < 0 or not 0 <= args.top_p <= 1:
         raise ConfigError("--length and --n must be at least 1, --top-k at least 0, --top-p between 0 and 1")
     prompt = args.prompt or "\n\n"   # no prompt: start as a new paragraph
@@ -210,6 +217,36 @@ def cmd_sample(args) -> int:
         out.print(f"wrote {len(texts)} sample(s) to {args.out}")
     else:
         print(joined, end="")
+    return 0
+
+
+def sample_images(args, job, device) -> int:
+    """A grid of generated images (PNG): --n of them, of one --class for a conditional GAN."""
+    import torch
+    from pillars.config import ConfigError
+    from pillars.plots import image_grid, save_image_grid
+    from pillars.tasks.generative import to_unit
+    n = args.n or 64
+    if n < 1:
+        raise ConfigError("--n must be at least 1")
+    classes, y = job.info["classes"], None
+    if args.class_name:
+        if not job.info["conditional"]:
+            raise ConfigError(f"{args.run_dir} is an unconditional GAN: it cannot be asked for a class "
+                              "(train fashion-cdcgan for that)")
+        names = {c.lower(): i for i, c in enumerate(classes)}
+        key = args.class_name.lower()
+        if key not in names and not (key.isdigit() and int(key) < len(classes)):
+            raise ConfigError(f"unknown class {args.class_name!r}; the classes are: {', '.join(classes)}")
+        y = torch.full((n,), names[key] if key in names else int(key), device=device)
+    elif job.info["conditional"]:   # no class asked: every class in turn
+        y = torch.arange(n, device=device) % len(classes)
+    g = torch.Generator().manual_seed(args.seed)
+    images = to_unit(job.model.sample(n, y, g))
+    path = Path(args.out) if args.out else Path(args.run_dir) / "sample.png"
+    save_image_grid(image_grid(images, nrow=min(n, 8)), path)
+    what = f" of class {classes[int(y[0])]}" if args.class_name else ""
+    out.print(f"wrote {n} generated images{what} to {path}")
     return 0
 
 
@@ -242,6 +279,16 @@ def cmd_explain(args) -> int:
     _, _, job, _ = train.load_run(run_dir, args.device)
     if job.inputs is not None:
         return explain_image_run(run_dir, job)
+    if hasattr(job.model, "discriminator"):   # a GAN
+        result = explain.explain_gan(run_dir, job)
+        out.print(f"wrote {run_dir / result['interpolation']}: walks through the noise space")
+        out.print(f"wrote {run_dir / result['dynamics']}: D(x) and D(G(z)) over training "
+                  f"(last tenth: {result['d_real_last_tenth']:.3f} and {result['d_fake_last_tenth']:.3f})")
+        return 0
+    if hasattr(job.model, "beam_search"):   # a translation model
+        result = explain.explain_translation(run_dir, job, args.source, log=out.print)
+        out.print(f"wrote {run_dir / result['cross_attention']}: which source tokens each output token read")
+        return 0
     if job.tokenizer is not None and hasattr(job.model, "generate"):   # a language model
         summary = run_dir / "summary.json"
         baselines = json.loads(summary.read_text()).get("baselines", {}) if summary.exists() else {}
@@ -249,6 +296,14 @@ def cmd_explain(args) -> int:
         out.print(f"wrote {run_dir / 'memory_span.png'}: test loss ({result['memory_span_unit']}) with k tokens "
                   "of history")
         out.print("  " + "  ".join(f"k={k}: {v:.3f}" for k, v in result["memory_span"].items()))
+        if "attention_distance" in result:
+            out.print(f"wrote {run_dir / 'attention_distance.png'}: mean distance attended, per layer (heads)")
+            for i, layer in enumerate(result["attention_distance"]):
+                out.print(f"  layer {i + 1}: " + " ".join(f"{d:6.1f}" for d in layer))
+            kv = result["kv_cache_seconds"]
+            out.print(f"wrote {run_dir / 'kv_cache.png'}: {kv['tokens'][-1]} tokens in {kv['KV cache'][-1]:.2f} s "
+                      f"with the KV cache, {kv['recomputing'][-1]:.2f} s recomputing "
+                      f"({kv['recomputing'][-1] / kv['KV cache'][-1]:.1f}x)")
         if "cells" in result:
             out.print(f"wrote {run_dir / 'cells.png'}: the cells that best track")
             for name, c in result["cells"].items():
@@ -258,15 +313,16 @@ def cmd_explain(args) -> int:
         explain.plot_forecasts(job, run_dir / "forecasts.png")
         out.print(f"wrote {run_dir / 'forecasts.png'}")
         return 0
-    raise ConfigError(f"{run_dir}: explain has experiments for image classifiers, language models and "
-                      "forecasters; for the adding problem see `pillars experiment long-lag`")
+    raise ConfigError(f"{run_dir}: explain has experiments for image classifiers, language models, "
+                      "translation models, GANs and forecasters; for the adding problem see `pillars experiment long-lag`")
 
 
 def explain_image_run(run_dir: Path, job) -> int:
     from pillars import explain
     result = explain.explain_image_classifier(run_dir, job, log=console.print)
-    for key in ("filters", "feature_maps"):
-        out.print(f"wrote {run_dir / result[key]}")
+    for key in ("filters", "feature_maps", "attention_maps"):
+        if key in result:
+            out.print(f"wrote {run_dir / result[key]}")
     out.print(f"wrote {run_dir / 'confusion.png'} (test accuracy {result['accuracy']:.2%})")
     out.print(f"wrote {run_dir / 'gradcam.png'}")
     t = result["translation"]
@@ -341,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a trained run on its test set")
     e.add_argument("run_dir")
     e.add_argument("--device", default="auto", choices=DEVICES)
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an evaluation option, e.g. beam=4 (translation) or tta_flip=true (images)")
     e.set_defaults(fn=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="classify image files with a trained image run")
@@ -353,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu", choices=DEVICES)
     pr.set_defaults(fn=cmd_predict)
 
-    sa = sub.add_parser("sample", help="generate text from a trained language model run")
+    sa = sub.add_parser("sample", help="generate text from a language model run, or images from a GAN run")
     sa.add_argument("run_dir")
     sa.add_argument("--prompt", default="", help="text to continue (default: a new paragraph)")
     sa.add_argument("--length", type=int, default=300, help="tokens to generate (characters or words)")
@@ -361,9 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--top-k", dest="top_k", type=int, default=0, help="sample from the k most likely (0: all)")
     sa.add_argument("--top-p", dest="top_p", type=float, default=0.0,
                     help="nucleus sampling: from the most likely tokens that make up this probability (0: off)")
-    sa.add_argument("--n", type=int, default=1, help="number of samples")
+    sa.add_argument("--n", type=int, default=0, help="number of samples (default: 1 text, 64 images)")
+    sa.add_argument("--class", dest="class_name", default="",
+                    help="conditional GAN: the class to generate, by name (e.g. sneaker) or number")
     sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--out", help="write the text to this file instead of the terminal")
+    sa.add_argument("--out", help="write the text to this file instead of the terminal; GANs: the PNG "
+                    "(default: RUN_DIR/sample.png)")
     sa.add_argument("--device", default="cpu", choices=DEVICES)
     sa.set_defaults(fn=cmd_sample)
 
@@ -377,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="experiments that show what a trained run learned (PNG files)")
     ex.add_argument("run_dir")
     ex.add_argument("--device", default="cpu", choices=DEVICES)
+    ex.add_argument("--source", default="", help="translation runs: the sentence whose cross-attention is "
+                    "plotted (default: a held-out verse)")
     ex.set_defaults(fn=cmd_explain)
 
     xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, long-lag")

@@ -12,11 +12,23 @@ For an image classifier (a CNN):
   confusion.png      the confusion matrix on the test set
   gradcam.png        Grad-CAM (Selvaraju et al. 2017): where the last conv layer's evidence for the
                      predicted class lies
+For a ViT, attention_maps.png (where the [CLS] token looks, layer by layer) takes the place of
+feature_maps.png, and translation.png compares the ViT with the MLP.
+
+For a language model (LSTM or GPT):
+  memory_span.png    test loss with the history cut to k tokens: how far back the model reads
+  cells.png          (char LSTM) the cells that track quotes, line position and the like
+  attention_distance.png  (GPT) each head's mean distance attended, per layer: local and global heads
+  kv_cache.png       (GPT) generation time with and without the KV cache
+
+For a translation model: cross_attention.png, the decoder's attention over the source while it writes
+its translation (a soft word alignment). For a forecaster: forecasts.png.
 """
 from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +105,32 @@ def plot_feature_maps(model: nn.Module, image: torch.Tensor, path: Path, per_lay
             _show(axes[row][col + 1], fmap[ch], cmap="viridis")
     fig.suptitle("feature maps of one test image, strongest channels: edges, then parts, then whole-object "
                  "evidence", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_cls_attention(model: nn.Module, images: torch.Tensor, path: Path) -> None:
+    """A ViT's attention from its [CLS] token to the patches, per layer (mean of heads), over a few test
+    images: which parts of the image the classifying token reads at each depth."""
+    g = model.cfg.image_size // model.cfg.patch
+    with recorded(attention_modules(model)) as mods:
+        model(images)
+        maps = [m.weights[:, :, 0, 1:].float().mean(1).reshape(len(images), 1, g, g) for m in mods]
+    plt = _plt()
+    fig, axes = plt.subplots(len(images), len(maps) + 1, figsize=((len(maps) + 1) * 1.3, len(images) * 1.35),
+                             squeeze=False)
+    for r in range(len(images)):
+        _show(axes[r][0], images[r])
+        for c, m in enumerate(maps):
+            up = F.interpolate(m[r:r + 1], size=images.shape[-2:], mode="nearest")[0, 0]
+            _show(axes[r][c + 1], images[r])
+            axes[r][c + 1].imshow(up.cpu().numpy(), cmap="jet", alpha=0.5)
+            if r == 0:
+                axes[r][c + 1].set_title(f"layer {c + 1}", fontsize=7)
+    fig.suptitle("where the [CLS] token looks, layer by layer (attention to the patches, mean of heads)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -225,9 +263,15 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
     train_x, train_y = job.train.tensors
     out = {}
 
+    vit = hasattr(model, "blocks")     # a Vision Transformer: one conv layer, the patch embedding
     plot_filters(model, run_dir / "filters.png")
-    plot_feature_maps(model, test_x[0], run_dir / "feature_maps.png")
-    out["filters"], out["feature_maps"] = "filters.png", "feature_maps.png"
+    out["filters"] = "filters.png"
+    if vit:
+        plot_cls_attention(model, test_x[:4], run_dir / "attention_maps.png")
+        out["attention_maps"] = "attention_maps.png"
+    else:
+        plot_feature_maps(model, test_x[0], run_dir / "feature_maps.png")
+        out["feature_maps"] = "feature_maps.png"
 
     pred = predict_all(model, test_x)
     cm = confusion_matrix(pred, test_y, len(names))
@@ -239,11 +283,12 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
     cams, cam_pred = grad_cam(model, test_x[pick], layer)
     plot_grad_cam(test_x[pick], cams, cam_pred.tolist(), test_y[pick].tolist(), names, run_dir / "gradcam.png")
 
-    log(f"training an MLP with about as many parameters as the CNN ({sum(p.numel() for p in model.parameters()):,}) "
+    kind = "ViT" if vit else "CNN"
+    log(f"training an MLP with about as many parameters as the {kind} ({sum(p.numel() for p in model.parameters()):,}) "
         "for the translation experiment")
     mlp = train_mlp(train_x, train_y, len(names), sum(p.numel() for p in model.parameters()), mlp_epochs)
     sub_x, sub_y = test_x[:2000], test_y[:2000]
-    curves = {"CNN": shift_accuracy(model, sub_x, sub_y, shifts), "MLP": shift_accuracy(mlp, sub_x, sub_y, shifts)}
+    curves = {kind: shift_accuracy(model, sub_x, sub_y, shifts), "MLP": shift_accuracy(mlp, sub_x, sub_y, shifts)}
     plot_translation(shifts, curves, run_dir / "translation.png")
     out["translation"] = {k: [round(a, 4) for a in v] for k, v in curves.items()}
     out["shifts"] = list(shifts)
@@ -268,9 +313,9 @@ def memory_span(model: nn.Module, stream: torch.Tensor, spans: list[int], positi
         total = 0.0
         for i in range(0, positions, batch):
             p = places[i:i + batch]
-            windows = stream[p[:, None] - k + torch.arange(k)]
+            windows = stream[(p[:, None] - k + torch.arange(k)).to(stream.device)]
             logits = model(windows)[0][:, -1].float()
-            total += F.cross_entropy(logits, stream[p], reduction="sum").item()
+            total += F.cross_entropy(logits, stream[p.to(stream.device)], reduction="sum").item()
         out[k] = total / positions / math.log(2)
     return out
 
@@ -358,7 +403,8 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
                            spans=(1, 2, 4, 8, 16, 32, 64, 128, 256)) -> dict:
     model = job.model.float().eval()
     tok = job.tokenizer
-    stream = job.info["test_ids"]
+    device = next(model.parameters()).device
+    stream = job.info["test_ids"].to(device)
     unit = "bits per character" if tok.lossless else "bits per word"
     log("memory span: test loss with the history cut to k tokens")
     longest = min(len(stream) - 2, getattr(model.cfg, "context", len(stream)))   # a GPT reads at most its context
@@ -371,11 +417,20 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
     name = type(model).__name__ if getattr(model.cfg, "cell", "") != "lstm" else "LSTM"
     plot_memory_span(span, reference, unit, name, run_dir / "memory_span.png")
     out = {"memory_span": {str(k): round(v, 4) for k, v in span.items()}, "memory_span_unit": unit}
+    if hasattr(model, "blocks"):   # a GPT: which heads read far, and what the KV cache saves
+        dist = attention_distance(model, stream)
+        plot_attention_distance(dist, model.cfg.context, "token", run_dir / "attention_distance.png")
+        out["attention_distance"] = [[round(float(d), 2) for d in layer] for layer in dist]
+        lengths = [n for n in (32, 64, 128, 256) if n <= model.cfg.context] or [model.cfg.context]
+        log(f"generation time with and without the KV cache, {lengths[-1]} tokens")
+        curve = kv_cache_curve(model, lengths)
+        plot_kv_cache(lengths, curve, run_dir / "kv_cache.png")
+        out["kv_cache_seconds"] = {"tokens": lengths, **{k: [round(s, 4) for s in v] for k, v in curve.items()}}
     if tok.kind == "char" and getattr(model.cfg, "cell", "") == "lstm":
         text = job.info["test_text"][:50000]
         log(f"reading the LSTM's cells over {len(text):,} test characters")
         with torch.no_grad():
-            cells = model.cells(torch.from_numpy(tok.encode(text))[None])[0].numpy()
+            cells = model.cells(torch.from_numpy(tok.encode(text))[None].to(device))[0].cpu().numpy()
         signals = text_signals(text)
         picks = readable_cells(cells, signals)
         plot_cell_heat_maps(text, cells, picks, signals, run_dir / "cells.png")
@@ -417,3 +472,214 @@ def plot_forecasts(job, path: Path, n: int = 4) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- transformers
+
+def attention_modules(model: nn.Module, cross: bool = False) -> list[nn.Module]:
+    """The self-attention (or, with cross, the cross-attention) module of each block, in order."""
+    return [b.cross if cross else b.attn for b in model.modules()
+            if hasattr(b, "attn") and (not cross or getattr(b, "cross", None) is not None)]
+
+
+class recorded:
+    """Within the block, the attention modules keep their weights (the explicit path is taken)."""
+
+    def __init__(self, modules: list[nn.Module]):
+        self.modules = modules
+
+    def __enter__(self):
+        for m in self.modules:
+            m.record = True
+        return self.modules
+
+    def __exit__(self, *exc):
+        for m in self.modules:
+            m.record, m.weights = False, None
+
+
+@torch.no_grad()
+def attention_distance(model: nn.Module, stream: torch.Tensor, windows: int = 16, seed: int = 0) -> np.ndarray:
+    """Mean attention distance (layers, heads) of a causal LM over `windows` full-context windows of the
+    held-out stream: sum_j w_ij |i - j| averaged over every query i, as Dosovitskiy et al. (2020, fig. 7)
+    measured for ViT. A head with a small distance reads the last few tokens (local, n-gram-like); a large
+    one reads far back."""
+    T = model.cfg.context
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(stream) - T, (windows,), generator=g)
+    x = stream[(starts[:, None] + torch.arange(T)).to(stream.device)]
+    pos = torch.arange(T, device=stream.device)
+    dist = (pos[:, None] - pos[None]).abs().float()     # |i - j|
+    with recorded(attention_modules(model)) as mods:
+        model(x)
+        return np.array([(m.weights.float() * dist).sum(-1).mean((0, 2)).cpu().numpy() for m in mods])
+
+
+def plot_attention_distance(dist: np.ndarray, context: int, unit: str, path: Path) -> None:
+    """Each head's mean attention distance per layer, against uniform attention over the past."""
+    fig, ax = _plt().subplots(figsize=(5.5, 3.8))
+    layers, heads = dist.shape
+    for h in range(heads):
+        ax.plot(np.arange(1, layers + 1), dist[:, h], "o", alpha=0.8, label=f"head {h + 1}")
+    ax.axhline((context - 1) / 4, color="grey", ls=":", lw=1,
+               label=f"uniform over the past ({(context - 1) / 4:.0f})")
+    ax.set_yscale("log")
+    ax.set_xticks(range(1, layers + 1))
+    finish_line_plot(fig, ax, path, "mean attention distance per head: local and global heads",
+                     "layer", f"mean distance attended ({unit}s)")
+
+
+@torch.no_grad()
+def generation_speed(model: nn.Module, prompt: torch.Tensor, length: int, use_cache: bool, repeats: int = 1) -> float:
+    """New tokens per second of `model.generate` (greedy, so every run does the same work), after one
+    untimed run of 8 tokens."""
+    model.generate(prompt, 8, temperature=0.0, use_cache=use_cache)
+    sync = torch.cuda.synchronize if prompt.device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model.generate(prompt, length, temperature=0.0, use_cache=use_cache)
+    sync()
+    return repeats * length * len(prompt) / (time.perf_counter() - start)
+
+
+def kv_cache_curve(model: nn.Module, lengths: list[int]) -> dict[str, list[float]]:
+    """Seconds to generate each of `lengths` tokens (batch 1, after a 1-token prompt) with and without the
+    KV cache. Without it each step re-reads the whole sequence, so the time grows with the square of the
+    length; with it each step reads one token, so it grows linearly."""
+    prompt = torch.zeros(1, 1, dtype=torch.long, device=next(model.parameters()).device)
+    return {name: [n / generation_speed(model, prompt, n, use_cache) for n in lengths]
+            for name, use_cache in (("KV cache", True), ("recomputing", False))}
+
+
+def plot_kv_cache(lengths: list[int], curve: dict[str, list[float]], path: Path) -> None:
+    fig, ax = _plt().subplots(figsize=(5.5, 3.8))
+    for name, secs in curve.items():
+        ax.plot(lengths, secs, "o-", label=name)
+    n = lengths[-1]
+    ratio = curve["recomputing"][-1] / curve["KV cache"][-1]
+    finish_line_plot(fig, ax, path, f"generation time, batch 1: the cache is {ratio:.1f}x faster at {n} tokens",
+                     "tokens generated", "seconds")
+
+
+@torch.no_grad()
+def cross_attention(model: nn.Module, src: torch.Tensor, hyp: list[int]) -> np.ndarray:
+    """The decoder's cross-attention weights while it reads its own translation `hyp` (teacher-forced,
+    bos first): (decoder layers, heads, target tokens + 1 for eos, source tokens)."""
+    cfg = model.cfg
+    tgt = torch.tensor([[cfg.bos_id, *hyp]], device=src.device)[:, :cfg.max_len]
+    with recorded(attention_modules(model, cross=True)) as mods:
+        model(src, tgt)
+        return np.stack([m.weights[0].float().cpu().numpy() for m in mods])
+
+
+def plot_cross_attention(weights: np.ndarray, src_pieces: list[str], tgt_pieces: list[str], path: Path) -> None:
+    """Source-target alignment: the last decoder layer's cross-attention, averaged over its heads."""
+    w = weights[-1].mean(0)[:len(tgt_pieces), :len(src_pieces)]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(src_pieces) + 2), max(4.0, 0.3 * len(tgt_pieces) + 1.5)))
+    ax.imshow(w, cmap="Greys", aspect="auto", vmin=0)
+    ax.set_xticks(range(len(src_pieces)), src_pieces, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(tgt_pieces)), tgt_pieces, fontsize=7)
+    ax.set_xlabel("source (Spanish) tokens")
+    ax.set_ylabel("translation tokens, as generated")
+    ax.set_title("cross-attention of the last decoder layer (mean of heads)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def token_pieces(tok, ids) -> list[str]:
+    """How each token reads on its own (byte-level BPE: the leading space shown as '_')."""
+    return [tok.decode([int(i)]).replace(" ", "_") or "?" for i in ids]
+
+
+def explain_translation(run_dir: Path, job, source: str = "", log=print) -> dict:
+    model = job.model.float().eval()
+    tok = job.tokenizer
+    if not source:
+        source = job.info["example_source"]
+    src = torch.from_numpy(tok.encode(source))[None].to(next(model.parameters()).device)
+    src = src[:, :model.cfg.max_len]
+    hyp = model.greedy(src)[0]
+    log(f"source:      {source}\ntranslation: {tok.decode(hyp)}")
+    weights = cross_attention(model, src, hyp)
+    plot_cross_attention(weights, token_pieces(tok, src[0].tolist()), token_pieces(tok, hyp) + ["<eos>"],
+                         run_dir / "cross_attention.png")
+    out = {"source": source, "translation": tok.decode(hyp), "cross_attention": "cross_attention.png"}
+    (run_dir / "explain.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
+# ----------------------------------------------------------------------------- GANs
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between noise vectors (B, D) at fractions t (T,) -> (B, T, D): it keeps
+    the norm typical of Gaussian noise, which a straight line through the middle would shrink."""
+    cos = F.cosine_similarity(a, b, dim=1).clamp(-1 + 1e-7, 1 - 1e-7)[:, None, None]
+    omega = torch.acos(cos)
+    t = t[None, :, None]
+    return (torch.sin((1 - t) * omega) * a[:, None] + torch.sin(t * omega) * b[:, None]) / torch.sin(omega)
+
+
+@torch.no_grad()
+def plot_interpolation(model: nn.Module, conditional: bool, classes: list[str], path: Path, rows: int = 8,
+                       steps: int = 10, seed: int = 0) -> None:
+    """Rows of images along a path between two noise vectors: a smooth change of garment (or digit)
+    shows that G has learned a continuous space rather than memorised a list of images."""
+    from pillars.plots import image_grid, save_image_grid
+    g = torch.Generator().manual_seed(seed)
+    a, b = model.noise(rows, g), model.noise(rows, g)
+    z = slerp(a, b, torch.linspace(0, 1, steps, device=a.device)).flatten(0, 1)
+    y = None
+    if conditional:
+        y = (torch.arange(rows, device=a.device) % len(classes)).repeat_interleave(steps)
+    model.eval()
+    images = (model.generator(z, y).float() + 1) / 2
+    save_image_grid(image_grid(images, nrow=steps), path, scale=3)
+
+
+def plot_gan_dynamics(lines: list[dict], path: Path) -> None:
+    """The forger and the detective: D's mean output on real and on generated training images over
+    training, against 1/2, where D can no longer tell them apart (the 2014 paper's equilibrium);
+    beside it the test figure (Frechet distance or Parzen log-likelihood) at each evaluation."""
+    train = [ln for ln in lines if ln["split"] == "train" and "d_real" in ln]
+    test = [ln for ln in lines if ln["split"] == "test"]
+    plt = _plt()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps = [ln["step"] for ln in train]
+    ax.plot(steps, [ln["d_real"] for ln in train], label="D(x), real images")
+    ax.plot(steps, [ln["d_fake"] for ln in train], label="D(G(z)), generated images")
+    ax.axhline(0.5, color="grey", ls=":", lw=1, label="1/2: cannot tell them apart")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("discriminator's mean probability 'real'")
+    ax.set_title("forger and detective: the discriminator's verdicts", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    key = next((k for k in ("fid_fashion", "parzen_ll") if test and k in test[0]), None)
+    if key:
+        bx.plot([ln["step"] for ln in test], [ln[key] for ln in test], "o-", color="tab:red")
+        if key == "fid_fashion":
+            bx.set_yscale("log")
+        bx.set_xlabel("step")
+        bx.set_ylabel(key)
+        bx.set_title("quality on the test set", fontsize=9)
+        bx.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def explain_gan(run_dir: Path, job) -> dict:
+    model = job.model.float()
+    plot_interpolation(model, job.info["conditional"], job.info["classes"], run_dir / "interpolation.png")
+    lines = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    plot_gan_dynamics(lines, run_dir / "dynamics.png")
+    train = [ln for ln in lines if ln["split"] == "train" and "d_real" in ln]
+    tail = train[-max(1, len(train) // 10):]       # the last tenth of training
+    out = {"interpolation": "interpolation.png", "dynamics": "dynamics.png",
+           "d_real_last_tenth": float(np.mean([ln["d_real"] for ln in tail])) if tail else None,
+           "d_fake_last_tenth": float(np.mean([ln["d_fake"] for ln in tail])) if tail else None}
+    (run_dir / "explain.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out

@@ -85,3 +85,47 @@ def translation_summary(sums: dict[str, float]) -> dict[str, float]:
         stats = [sums[k] for k in sorted(sums) if k.startswith(f"{name}_stat")]
         out[name] = float(metric._compute_score_from_stats(stats).score)
     return out
+
+
+# ----------------------------------------------------------------------------- generative models
+
+def feature_sums(features: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The additive moments of a batch of feature vectors (N, D): count, sum and sum of outer products,
+    from which the mean and covariance of the whole set follow (`gaussian`)."""
+    f = features.double()
+    return {"feat_n": torch.tensor(float(len(f)), device=f.device, dtype=torch.float64),
+            "feat_sum": f.sum(0), "feat_outer": f.T @ f}
+
+
+def gaussian(sums: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased) covariance from `feature_sums` added over a set."""
+    n = sums["feat_n"]
+    mu = np.asarray(sums["feat_sum"]) / n
+    cov = (np.asarray(sums["feat_outer"]) - n * np.outer(mu, mu)) / max(n - 1, 1)
+    return mu, cov
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """The Frechet distance between two Gaussians (Dowson & Landau 1982), as FID (Heusel et al. 2017)
+    computes it between the feature statistics of real and generated images:
+        ||mu1 - mu2||^2 + Tr(cov1) + Tr(cov2) - 2 Tr((cov1 cov2)^(1/2)).
+    Tr((C1 C2)^(1/2)) = Tr((C1^(1/2) C2 C1^(1/2))^(1/2)), a symmetric matrix: computed from eigenvalues,
+    which stays exact when a covariance is singular (features that are always 0 after a ReLU)."""
+    w, v = np.linalg.eigh(cov1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root1 @ cov2 @ root1
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * trace_root)
+
+
+def parzen_log_likelihood(samples: torch.Tensor, x: torch.Tensor, sigma: float, batch: int = 100) -> torch.Tensor:
+    """log p(x) in nats of each row of x (N, D) under a Gaussian Parzen window of width sigma on the
+    samples (M, D), the estimate of Goodfellow et al. (2014, table 1; Breuleux et al. 2011):
+        log p(x) = logsumexp_i(-||x - s_i||^2 / (2 sigma^2)) - log M - D/2 log(2 pi sigma^2)."""
+    s = samples.double()
+    M, D = s.shape
+    out = []
+    for xb in x.double().split(batch):
+        d2 = torch.cdist(xb, s).pow(2)
+        out.append(torch.logsumexp(-d2 / (2 * sigma ** 2), dim=1))
+    return torch.cat(out) - math.log(M) - D / 2 * math.log(2 * math.pi * sigma ** 2)

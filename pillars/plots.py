@@ -20,3 +20,31 @@ def finish_line_plot(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     pyplot().close(fig)
+
+
+def image_grid(images, nrow: int = 8, pad: int = 2):
+    """images (N, C, H, W) in [0, 1] -> one (C, rows * (H + pad) + pad, ...) grid, padded in white."""
+    import torch
+    n, c, h, w = images.shape
+    rows = -(-n // nrow)
+    grid = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i, img in enumerate(images.detach().float().cpu().clamp(0, 1)):
+        r, col = divmod(i, nrow)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = img
+    return grid
+
+
+def save_image_grid(grid, path: Path, scale: int = 2) -> None:
+    """A (C, H, W) grid in [0, 1] as a PNG, each pixel `scale` x `scale`; written atomically."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (grid.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    arr = np.repeat(np.repeat(arr, scale, 0), scale, 1)
+    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)

@@ -35,6 +35,7 @@ import torch.nn as nn
 from pillars import tasks
 from pillars.config import ConfigError, apply_overrides, defaults_of, read_toml, write_toml
 from pillars.data.batches import eval_batches
+from pillars.plots import save_image_grid
 
 
 @dataclass
@@ -146,12 +147,20 @@ def init_process(device_name: str) -> Proc:
     return Proc(rank, world, local)
 
 
-def all_reduce_sums(sums: dict[str, torch.Tensor], proc: Proc) -> dict[str, float]:
+def all_reduce_sums(sums: dict[str, torch.Tensor], proc: Proc) -> dict:
+    """Sums over every process: floats for scalar sums, float64 arrays for vector and matrix ones
+    (feature moments for the Frechet distance, class histograms)."""
     keys = sorted(sums)
-    vec = torch.stack([sums[k].detach().float() for k in keys])   # stays on the device (nccl)
+    parts = [sums[k].detach().double().reshape(-1) for k in keys]
+    vec = torch.cat(parts)                                         # stays on the device (nccl)
     if proc.world > 1:
         dist.all_reduce(vec)
-    return {k: v.item() for k, v in zip(keys, vec.cpu())}
+    out, i = {}, 0
+    for k, part in zip(keys, parts):
+        v = vec[i:i + len(part)].cpu()
+        i += len(part)
+        out[k] = v.item() if sums[k].dim() == 0 else v.reshape(sums[k].shape).numpy()
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -457,6 +466,10 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         score = result[metric if metric in result else "loss"]
         if best is None or (score > best if task.higher_is_better else score < best):
             best = score
+        if proc.main and job.images is not None:   # e.g. a GAN's samples from a fixed noise batch
+            grid = job.images(raw_model)
+            save_image_grid(grid, run_dir / "samples" / f"step-{at:06d}.png")
+            log.tb.add_image("samples", grid, at)
         if proc.main:
             log.write(at, "test", result)
             console.print(f"step {at}/{total} (epoch {at / steps_per_epoch:.2f}): "
@@ -468,7 +481,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     bar = _progress(console, enabled=progress and proc.main)
     tid = bar.add_task(task_name, total=total, completed=step, info="")
     t0 = time.time()
-    samples, t_window, loss_window = 0, time.time(), []
+    samples, t_window, loss_window, extras = 0, time.time(), [], {}
     tps = job.tokens_per_sample
     result: dict = {}
     status = "finished"
@@ -487,7 +500,12 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                         mb = (mb[0].contiguous(memory_format=torch.channels_last), *mb[1:])
                     sync = world == 1 or j == accum - 1
                     with (nullcontext() if sync else model.no_sync()), autocast(device, cfg["precision"]):
-                        loss = job.loss(model, mb) / accum
+                        loss = job.loss(model, mb)
+                    if isinstance(loss, tuple):   # (loss, figures to log), e.g. a GAN's two losses
+                        loss, extra = loss
+                        for k, v in extra.items():
+                            extras.setdefault(k, []).append(v.detach().float() / accum)
+                    loss = loss / accum
                     scaler.scale(loss).backward()
                     step_loss += loss.detach()
                 if cfg["grad_clip"] > 0:
@@ -519,12 +537,13 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                     if not math.isfinite(mean_loss):
                         raise NonFiniteLoss(f"the training loss became {mean_loss} at step {step}")
                     rate = samples / (time.time() - t_window)
+                    logged = {k: torch.stack(v).sum().item() / (len(v) // accum) for k, v in extras.items()}
                     if proc.main:
-                        log.write(step, "train", {"loss": mean_loss, "lr": lr, "samples_per_s": rate,
+                        log.write(step, "train", {"loss": mean_loss, **logged, "lr": lr, "samples_per_s": rate,
                                                   **({"tokens_per_s": rate * tps} if tps else {})})
                         speed = f"{rate * tps:,.0f} tokens/s" if tps else f"{rate:,.0f} samples/s"
                         bar.update(tid, info=f"loss {mean_loss:.4f}  lr {lr:.2e}  {speed}")
-                    samples, t_window, loss_window = 0, time.time(), []
+                    samples, t_window, loss_window, extras = 0, time.time(), [], {}
                 bar.update(tid, completed=step)
                 paused = time.time()
                 if due_eval:
@@ -596,14 +615,17 @@ def machine_name() -> str:
 
 # ----------------------------------------------------------------------------- runs after training
 
-def load_run(run_dir: Path, device_name: str = "auto") -> tuple[str, dict, tasks.Job, torch.device]:
-    """Rebuild a finished (or checkpointed) run's job with its trained weights."""
+def load_run(run_dir: Path, device_name: str = "auto",
+             overrides: dict | None = None) -> tuple[str, dict, tasks.Job, torch.device]:
+    """Rebuild a finished (or checkpointed) run's job with its trained weights; `overrides` change keys
+    that act at evaluation (a translation's beam, test-time flips), not the model's shape."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").exists():
         raise ConfigError(f"{run_dir} is not a run folder (it has no config.toml)")
     saved = read_toml(run_dir / "config.toml")
     task_name = saved.pop("task")
     cfg = apply_overrides(default_config(tasks.get(task_name)), saved, str(run_dir / "config.toml"))
+    cfg = apply_overrides(cfg, overrides or {}, "the command line")
     device = resolve_device(device_name)
     job = tasks.get(task_name).build(cfg, device)
     job.model.to(device)
@@ -623,8 +645,8 @@ def load_run(run_dir: Path, device_name: str = "auto") -> tuple[str, dict, tasks
     return task_name, cfg, job, device
 
 
-def evaluate_run(run_dir: Path, device_name: str = "auto") -> dict:
-    task_name, cfg, job, device = load_run(run_dir, device_name)
+def evaluate_run(run_dir: Path, device_name: str = "auto", overrides: dict | None = None) -> dict:
+    task_name, cfg, job, device = load_run(run_dir, device_name, overrides)
     cfg = {**cfg, "eval_batches": 0}
     if job.conv and cfg["channels_last"]:
         job.model.to(memory_format=torch.channels_last)

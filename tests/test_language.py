@@ -138,3 +138,11 @@ def test_char_gpt_learns_real_text_and_samples_with_the_kv_cache(tmp_path, text_
     assert summary["final"]["bits_per_char"] < 3.1, summary["final"]
     out = pillars("sample", str(run), "--prompt", "The Congress", "--length", "100", "--top-p", "0.9").stdout
     assert out.startswith("The Congress") and len(out) >= 100   # longer than the context: the window slides
+    pillars("explain", str(run))
+    result = json.loads((run / "explain.json").read_text())
+    dist = result["attention_distance"]
+    assert len(dist) == 2 and all(len(layer) == 4 and all(0 <= d <= 63 / 2 for d in layer) for layer in dist)
+    kv = result["kv_cache_seconds"]
+    assert kv["tokens"][-1] == 64 and len(kv["KV cache"]) == len(kv["recomputing"]) == len(kv["tokens"])
+    for png in ("memory_span.png", "attention_distance.png", "kv_cache.png"):
+        assert (run / png).stat().st_size > 10_000

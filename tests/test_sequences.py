@@ -69,8 +69,16 @@ def test_sentiment_lstm_trains_and_reports_both_baselines(tmp_path):
     assert json.loads((run / "tokenizer.json").read_text())["vocab"][0] == "<pad>"
 
 
+def test_sentiment_transformer_learns_on_the_same_split(tmp_path):
+    run = tmp_path / "sentiment"
+    pillars("train", "movie-sentiment-transformer", "--epochs", "2", "--out", str(run), "--no-progress")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final"]["accuracy"] > 0.68, summary["final"]     # 75.5% after 2 epochs when measured
+    assert "tfidf_logreg_accuracy" in summary["baselines"]
+
+
 @pytest.mark.parametrize("task", ["sotu-lstm", "sotu-char-lstm", "weather-lstm", "movie-sentiment-lstm",
-                                  "adding-problem"])
+                                  "adding-problem", "movie-sentiment-transformer"])
 def test_every_recurrent_task_runs_one_step(task):
     r = pillars("train", task, "--dry-run")
     assert "dry run ok" in r.stderr

@@ -259,3 +259,24 @@ def test_vit_shapes_gradients_and_learning():
     y = torch.arange(6)
     first, last = _overfit(model, lambda: F.cross_entropy(model(x), y), steps=30, lr=1e-2)
     assert last < 0.1 * first
+
+
+def test_attention_distance_of_uniform_attention_is_a_quarter_of_the_context():
+    """With W^Q = 0 every score is 0, so each query attends uniformly over itself and the past: query i's
+    mean distance is i / 2, and the mean over i = 0..T-1 is (T - 1) / 4, for every layer and head."""
+    from pillars.explain import attention_distance
+    torch.manual_seed(0)
+    model = tf.GPT(tf.GPTConfig(vocab_size=20, context=32, layers=2, heads=2, width=16, dropout=0.0)).eval()
+    for block in model.blocks:
+        torch.nn.init.zeros_(block.attn.q.weight)
+        torch.nn.init.zeros_(block.attn.q.bias)
+    dist = attention_distance(model, torch.randint(0, 20, (500,)), windows=3)
+    assert dist.shape == (2, 2) and abs(dist - 31 / 4).max() < 1e-4
+    assert all(not b.attn.record and b.attn.weights is None for b in model.blocks)   # switched back off
+
+
+def test_one_query_with_a_cache_needs_no_mask():
+    attn = tf.MultiHeadAttention(16, 2, causal=True)
+    q, k = torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 5, 8)
+    assert attn._allowed(q, k, None) is None
+    assert attn._allowed(torch.zeros(1, 2, 2, 8), k, None).tolist() == [[True] * 4 + [False], [True] * 5]

@@ -2,7 +2,10 @@
 import json
 import random
 
-from pillars import metrics
+import numpy as np
+import torch
+
+from pillars import explain, metrics, train
 from tests.conftest import pillars, sets
 
 
@@ -34,6 +37,31 @@ def test_translation_learns_a_small_tsv_and_translates(tmp_path):
     assert final["bleu"] > 90 and final["chrf"] > 90, final
     out = pillars("translate", str(run), "tres uno cuatro", "nueve nueve", "--beam", "3").stdout.splitlines()
     assert out == ["three one four", "nine nine"]
+    beam = json.loads(pillars("evaluate", str(run), "--set", "beam=3").stdout)
+    assert beam["bleu"] > 90, beam
+    bad = pillars("evaluate", str(run), "--set", "beams=3", check=False)
+    assert bad.returncode == 2 and "Did you mean 'beam'" in bad.stderr
+
+    # the decoder's cross-attention aligns each output word with the source word it translates
+    pillars("explain", str(run), "--source", "siete dos cinco ocho uno")
+    assert json.loads((run / "explain.json").read_text())["translation"] == "seven two five eight one"
+    assert (run / "cross_attention.png").stat().st_size > 10_000
+    _, _, job, _ = train.load_run(run, "cpu")
+    tok, model = job.tokenizer, job.model.eval()
+    src = torch.from_numpy(tok.encode("siete dos cinco ocho uno"))[None]
+    hyp = model.greedy(src)[0]
+    weights = explain.cross_attention(model, src, hyp)    # (layers, heads, len(hyp) + 1, source tokens)
+    assert weights.shape[:2] == (2, 4) and weights.shape[2:] == (len(hyp) + 1, src.shape[1])
+    assert np.allclose(weights.sum(-1), 1, atol=1e-5)
+    def word_of(ids):   # byte-level BPE pieces: a new word starts at a piece with a leading space
+        pieces = [tok.decode([int(i)]) for i in ids]
+        return np.cumsum([i == 0 or p.startswith(" ") for i, p in enumerate(pieces)]) - 1
+    src_word, hyp_word = word_of(src[0]), word_of(hyp)
+    w = weights.mean((0, 1))[:len(hyp)]                 # (output tokens, source tokens), layers and heads
+    S, T = src_word.max() + 1, hyp_word.max() + 1
+    by_word = np.zeros((T, S))
+    np.add.at(by_word, (hyp_word[:, None].repeat(w.shape[1], 1), src_word[None].repeat(len(hyp), 0)), w)
+    assert (by_word.argmax(1) == np.arange(T)).sum() >= 4, by_word.round(2)   # the diagonal: word i reads word i
 
 
 def test_translation_rejects_a_malformed_tsv(tmp_path):

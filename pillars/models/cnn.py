@@ -54,9 +54,11 @@ class ConvNet(nn.Module):
         self.head = nn.Linear(cfg.hidden, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x).flatten(1)
-        x = F.relu(self.fc(self.dropout(x)))
-        return self.head(self.dropout(x))
+        return self.head(self.dropout(self.embedding(x)))
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden layer's activations (B, hidden): the features the classifier reads."""
+        return F.relu(self.fc(self.dropout(self.features(x).flatten(1))))
 
 
 # ----------------------------------------------------------------------------- LeNet-5 (LeCun et al. 1998)

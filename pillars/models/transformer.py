@@ -52,6 +52,8 @@ class MultiHeadAttention(nn.Module):
         self.kv = nn.Linear(width, 2 * width, bias=bias)       # W^K and W^V
         self.proj = nn.Linear(width, width, bias=bias)         # W^O
         self.resid_drop = nn.Dropout(dropout)
+        self.record = False   # set True to keep the last call's attention weights in .weights (for plots)
+        self.weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None, cache: dict | None = None,
@@ -71,6 +73,7 @@ class MultiHeadAttention(nn.Module):
                 cache["k"], cache["v"] = k, v
         p = self.dropout if self.training else 0.0
         weights = None
+        need_weights = need_weights or self.record
         if self.fused and not need_weights:
             if self.causal and q.shape[2] == k.shape[2] and key_padding_mask is None:
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
@@ -83,6 +86,8 @@ class MultiHeadAttention(nn.Module):
                 att = att.masked_fill(~allowed, float("-inf"))        # exp(-inf) = 0: hidden keys get no weight
             weights = F.softmax(att, dim=-1)
             y = F.dropout(weights, p, self.training) @ v
+            if self.record:
+                self.weights = weights.detach()
         y = y.transpose(1, 2).reshape(B, T, C)                        # Concat(head_1, ..., head_h)
         return self.resid_drop(self.proj(y)), weights
 
@@ -95,7 +100,7 @@ class MultiHeadAttention(nn.Module):
         Causal: the Tq queries are the last Tq of the Tk positions, so query i reads keys 0 .. Tk - Tq + i."""
         Tq, Tk = q.shape[2], k.shape[2]
         allowed = None
-        if self.causal:
+        if self.causal and Tq > 1:   # one query, the newest token, reads every key: no mask to build
             allowed = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(Tk - Tq)
         if key_padding_mask is not None:
             real = ~key_padding_mask[:, None, None, :]

@@ -2,7 +2,7 @@
 
 A task names its own configuration keys (a dataclass of options) and its changes to the defaults;
 `build` turns a resolved configuration into a `Job`, which is all the training loop needs. The recipes
-live by kind: `images` (CNNs), `language` (language models), `sequences` (long lags, forecasting,
+live by kind: `images` (CNNs, ViT), `language` (language models), `generative` (GANs), `sequences` (long lags, forecasting,
 sentiment).
 """
 from __future__ import annotations
@@ -31,6 +31,8 @@ class Job:
     baselines: "Callable[[], dict[str, float]] | None" = None   # non-neural figures on the same test set
     info: dict = field(default_factory=dict)   # what `explain` needs beyond the model and data (units, texts)
     tokens_per_sample: int = 0   # text tasks: tokens in one training example, to report tokens/s
+    images: "Callable[[nn.Module], torch.Tensor] | None" = None   # a (C, H, W) grid in [0, 1] written at
+    #                                      every evaluation to samples/step-N.png and TensorBoard (GANs)
 
 
 @dataclass(frozen=True)
@@ -70,5 +72,5 @@ def get(name: str) -> Task:
     return TASKS[name]
 
 
-from pillars.tasks import images, language, sequences, translation  # noqa: E402,F401  (they register their tasks)
+from pillars.tasks import generative, images, language, sequences, translation  # noqa: E402,F401  (they register their tasks)
 from pillars.tasks.images import ImageInputs, normalised, scaled_pixels  # noqa: E402,F401

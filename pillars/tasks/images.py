@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from pillars import data, metrics
 from pillars.data import transforms
 from pillars.data.batches import TensorBatches
-from pillars.models import cnn
+from pillars.models import cnn, transformer
 from pillars.tasks import Job, Task, register
 
 
@@ -78,7 +78,7 @@ def image_tensors(arrays: dict, device: torch.device, train_samples: int = 0, me
     return (train_x, train_y), prepare(scaled_pixels(arrays["test_x"]), arrays["test_y"]), mean, std
 
 
-def image_job(cfg: dict, model: nn.Module, train: tuple, test: tuple, inputs: ImageInputs) -> Job:
+def image_job(cfg: dict, model: nn.Module, train: tuple, test: tuple, inputs: ImageInputs, conv: bool = True) -> Job:
     """A classification job: cross-entropy with optional label smoothing and on-device augmentation."""
     def loss(model, batch):
         x, y = batch
@@ -96,17 +96,17 @@ def image_job(cfg: dict, model: nn.Module, train: tuple, test: tuple, inputs: Im
         return metrics.classification_sums(logits, y)
 
     return Job(model=model, train=TensorBatches(train, cfg["batch_size"], cfg["seed"]), test=test, loss=loss,
-               eval_sums=eval_sums, summary=metrics.classification_summary, conv=True, inputs=inputs)
+               eval_sums=eval_sums, summary=metrics.classification_summary, conv=conv, inputs=inputs)
 
 
-def registered_images(dataset: str, make_model: Callable[[dict, int, int, int], nn.Module]):
+def registered_images(dataset: str, make_model: Callable[[dict, int, int, int], nn.Module], conv: bool = True):
     """A `build` for a registered image dataset; `make_model(cfg, channels, size, classes)`."""
     def build(cfg: dict, device: torch.device) -> Job:
         train, test, mean, std = image_tensors(data.load(dataset), device, cfg["train_samples"])
         classes = data.get(dataset).meta["classes"]
         channels, size = train[0].shape[1], train[0].shape[-1]
         inputs = ImageInputs(channels, size, mean, std, classes, light_on_dark=True)
-        return image_job(cfg, make_model(cfg, channels, size, len(classes)), train, test, inputs)
+        return image_job(cfg, make_model(cfg, channels, size, len(classes)), train, test, inputs, conv)
     return build
 
 
@@ -121,6 +121,21 @@ def resnet(cfg, channels, size, classes):
     return cnn.ResNet(cnn.ResNetConfig(
         in_channels=channels, num_classes=classes, widths=tuple(cfg["width"] * 2 ** i for i in range(cfg["stages"])),
         blocks=cfg["blocks"], dropout=cfg["dropout"]))
+
+
+@dataclass
+class ViTOptions(ImageOptions):
+    patch: int = 7               # 28 / 7: 4 x 4 = 16 patch tokens and [CLS]
+    width: int = 128
+    heads: int = 4
+    layers: int = 6
+    dropout: float = 0.0
+
+
+def vit(cfg, channels, size, classes):
+    return transformer.ViT(transformer.ViTConfig(
+        image_size=size, patch=cfg["patch"], in_channels=channels, num_classes=classes, width=cfg["width"],
+        heads=cfg["heads"], layers=cfg["layers"], dropout=cfg["dropout"]))
 
 
 def lenet(cfg, channels, size, classes):
@@ -144,6 +159,16 @@ register(Task(
     build=registered_images("fashion-mnist", resnet),
     defaults={"epochs": 20.0, "batch_size": 256, "lr": 4e-3, "weight_decay": 5e-2, "warmup_steps": 200,
               "precision": "bf16", "crop_pad": 2, "flip": True, "label_smoothing": 0.1},
+))
+
+register(Task(
+    name="fashion-vit",
+    description="a Vision Transformer on Fashion-MNIST: 7x7 patches as tokens, crop and flip augmentation",
+    dataset="fashion-mnist", model="ViT (6 layers, 128 wide, 4 heads, 16 patches + [CLS])",
+    objective="cross-entropy, label smoothing 0.1", metric="accuracy", options=ViTOptions,
+    build=registered_images("fashion-mnist", vit, conv=False),
+    defaults={"epochs": 12.0, "batch_size": 256, "lr": 2e-3, "weight_decay": 5e-2, "warmup_steps": 300,
+              "precision": "bf16", "crop_pad": 2, "flip": True, "label_smoothing": 0.1, "betas": "0.9,0.98"},
 ))
 
 register(Task(

@@ -204,19 +204,45 @@ def padded(tok, texts: list[str], max_words: int) -> tuple[torch.Tensor, torch.T
     return out, lengths
 
 
-def build_sentiment(cfg: dict, device: torch.device) -> Job:
+@dataclass
+class SentimentTransformerOptions:
+    vocab_size: int = 8000
+    max_words: int = 64
+    width: int = 128
+    heads: int = 4
+    layers: int = 2
+    dropout: float = 0.2
+
+
+def recurrent_classifier(cfg: dict, vocab: int) -> torch.nn.Module:
+    check_choice(cfg, "cell", ("lstm", "rnn"))
+    return rnn.SequenceClassifier(rnn.SequenceClassifierConfig(
+        vocab_size=vocab, num_classes=2, embed=cfg["embed"], hidden=cfg["hidden"], layers=cfg["layers"],
+        dropout=cfg["dropout"], cell=cfg["cell"]))
+
+
+def encoder_classifier(cfg: dict, vocab: int) -> torch.nn.Module:
+    from pillars.models import transformer
+    return transformer.EncoderClassifier(transformer.EncoderClassifierConfig(
+        vocab_size=vocab, num_classes=2, width=cfg["width"], heads=cfg["heads"], layers=cfg["layers"],
+        max_len=cfg["max_words"] + 1, dropout=cfg["dropout"]))
+
+
+def sentiment_build(make_model):
+    """A `build` for the movie-review snippets; `make_model(cfg, vocab_size)` reads (ids, lengths)."""
+    return lambda cfg, device: build_sentiment(cfg, device, make_model)
+
+
+def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classifier) -> Job:
     from pillars.baselines import tfidf_logistic_regression, vader_predictions
     from pillars.data import text
     from pillars.data.tokenizers import PAD, UNK, WordTokenizer
-    check_choice(cfg, "cell", ("lstm", "rnn"))
     train_texts, train_y = text.movie_reviews("train")
     test_texts, test_y = text.movie_reviews("test")
     tok = WordTokenizer.train("\n".join(train_texts), cfg["vocab_size"], specials=(PAD, UNK))
     train_x, train_len = padded(tok, train_texts, cfg["max_words"])
     test_x, test_len = padded(tok, test_texts, cfg["max_words"])
-    model = rnn.SequenceClassifier(rnn.SequenceClassifierConfig(
-        vocab_size=len(tok), num_classes=2, embed=cfg["embed"], hidden=cfg["hidden"], layers=cfg["layers"],
-        dropout=cfg["dropout"], cell=cfg["cell"]))
+    model = make_model(cfg, len(tok))
 
     def loss(model, batch):
         x, lengths, y = batch
@@ -247,7 +273,18 @@ register(Task(
     description="positive or negative? An LSTM reads movie-review snippets (VADER's ground truth, neutral "
                 "dropped), against TF-IDF + logistic regression and VADER's own lexicon and rules",
     dataset="movie-reviews", model="LSTM classifier (1 x 128)", objective="cross-entropy", metric="accuracy",
-    options=SentimentOptions, build=build_sentiment,
+    options=SentimentOptions, build=sentiment_build(recurrent_classifier),
     defaults={"epochs": 6.0, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-2, "warmup_steps": 50,
+              "grad_clip": 1.0, "eval_batch_size": 512, "log_every": 50},
+))
+
+register(Task(
+    name="movie-sentiment-transformer",
+    description="the movie-review snippets of movie-sentiment-lstm read by a Transformer encoder through a "
+                "[CLS] token, on the same split, against the same baselines",
+    dataset="movie-reviews", model="Transformer encoder (2 layers, 128 wide), [CLS] pooled",
+    objective="cross-entropy", metric="accuracy", options=SentimentTransformerOptions,
+    build=sentiment_build(encoder_classifier),
+    defaults={"epochs": 6.0, "batch_size": 64, "lr": 1e-3, "weight_decay": 5e-2, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_batch_size": 512, "log_every": 50},
 ))

@@ -99,10 +99,11 @@ def build_translation(cfg: dict, device: torch.device) -> Job:
         return {**metrics.token_summary(sums), **metrics.translation_summary(sums)}
 
     index = torch.arange(len(test_pairs))
+    example = next((s for s, _ in test_pairs if 12 <= len(s.split()) <= 24), test_pairs[0][0])
     return Job(model=model, train=TensorBatches((train_src.to(device), train_tgt.to(device)), cfg["batch_size"],
                                                 cfg["seed"]),
                test=(test_src.to(device), test_tgt.to(device), index.to(device)), loss=loss, eval_sums=eval_sums,
-               summary=summary, tokenizer=tok)
+               summary=summary, tokenizer=tok, info={"example_source": example})
 
 
 register(Task(

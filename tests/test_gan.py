@@ -1,0 +1,106 @@
+"""GANs: the networks' shapes, the metrics against their definitions, and a short real-data run."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pillars import metrics
+from pillars.models import gan
+from tests.conftest import pillars, sets
+
+
+@pytest.mark.parametrize("conditional,sn", [(False, False), (True, False), (False, True)])
+def test_generator_and_discriminator_shapes_and_gradients(conditional, sn):
+    cfg = gan.GANConfig(latent=16, width=8, num_classes=10 if conditional else 0, spectral_norm=sn)
+    model = gan.GAN(cfg)
+    y = torch.arange(6) % 10 if conditional else None
+    x = model.generator(torch.randn(6, 16), y)
+    assert x.shape == (6, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+    logits = model.discriminator(x, y)
+    assert logits.shape == (6,)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    if conditional:
+        with pytest.raises(ValueError, match="needs the classes"):
+            model.generator(torch.randn(2, 16))
+
+
+def test_gan_losses_are_the_papers():
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    d = -(torch.log(torch.sigmoid(real)).mean() + torch.log(1 - torch.sigmoid(fake)).mean())
+    assert torch.allclose(gan.d_loss(real, fake), d)
+    assert torch.allclose(gan.g_loss(fake), -torch.log(torch.sigmoid(fake)).mean())
+    assert torch.allclose(gan.d_loss(real, fake, "hinge"), torch.tensor((0 + 2) / 2 + (1.5 + 0) / 2))
+
+
+def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_noise():
+    from scipy import linalg
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, 16, generator=g) @ torch.randn(16, 16, generator=g)
+    stats = metrics.gaussian({k: v.item() if v.dim() == 0 else v.numpy() for k, v in metrics.feature_sums(a).items()})
+    assert abs(metrics.frechet_distance(*stats, *stats)) < 1e-6
+    previous = 0.0
+    for noise in (0.1, 0.5, 1.0, 2.0):
+        b = a + noise * torch.randn(a.shape, generator=g)
+        other = metrics.gaussian({k: v.item() if v.dim() == 0 else v.numpy()
+                                  for k, v in metrics.feature_sums(b).items()})
+        d = metrics.frechet_distance(*stats, *other)
+        assert d > previous
+        previous = d
+    (m1, c1), (m2, c2) = stats, other     # the same as the formula through scipy's matrix square root
+    ref = ((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2 * linalg.sqrtm(c1 @ c2).real)
+    assert abs(d - ref) < 1e-6 * ref
+    # the sums of two halves give the moments of the whole set
+    halves = [metrics.feature_sums(h) for h in a.split(1000)]
+    whole = metrics.gaussian({k: (halves[0][k] + halves[1][k]).numpy() if halves[0][k].dim() else
+                              (halves[0][k] + halves[1][k]).item() for k in halves[0]})
+    assert np.allclose(whole[0], a.double().mean(0).numpy()) and np.allclose(whole[1], np.cov(a.double().numpy(),
+                                                                                                rowvar=False))
+
+
+def test_parzen_window_is_a_gaussian_mixture_density():
+    samples = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    x = torch.tensor([[0.5, 0.5]])
+    sigma = 0.7
+    pdf = sum(np.exp(-((0.5 - m) ** 2 + 0.25) / (2 * sigma ** 2)) / (2 * np.pi * sigma ** 2) for m in (0.0, 1.0)) / 2
+    assert abs(metrics.parzen_log_likelihood(samples, x, sigma).item() - np.log(pdf)) < 1e-9
+
+
+def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
+    run = tmp_path / "gan"
+    pillars("train", "fashion-dcgan", "--max-steps", "120", "--out", str(run), "--no-progress",
+            *sets("eval_every=60", "eval_batches=2", "log_every=5"))
+    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [ln for ln in lines if ln["split"] == "train"]
+    d, g = np.array([ln["d_loss"] for ln in train]), np.array([ln["g_loss"] for ln in train])
+    assert np.corrcoef(d, g)[0, 1] < -0.3, (d.round(2), g.round(2))   # one gains what the other loses
+    test = [ln for ln in lines if ln["split"] == "test"]
+    assert test[-1]["fid_fashion"] < test[0]["fid_fashion"], test
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["baselines"]["classifier_test_accuracy"] > 0.88
+    assert 0 < summary["baselines"]["fid_fashion_real_train_vs_test"] < summary["final"]["fid_fashion"]
+    with Image.open(run / "samples" / "step-000120.png") as im:
+        im.verify()
+
+    pillars("sample", str(run), "--n", "16", "--out", str(tmp_path / "grid.png"))
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.size == ((8 * 30 + 2) * 2, (2 * 30 + 2) * 2)
+    r = pillars("sample", str(run), "--class", "sneaker", check=False)
+    assert r.returncode == 2 and "unconditional" in r.stderr
+    pillars("explain", str(run))
+    for png in ("interpolation.png", "dynamics.png"):
+        with Image.open(run / png) as im:
+            im.verify()
+
+
+def test_a_conditional_run_answers_for_a_class(tmp_path):
+    run = tmp_path / "cgan"
+    pillars("train", "fashion-cdcgan", "--max-steps", "40", "--out", str(run), "--no-progress",
+            *sets("eval_batches=1", "width=16"))
+    assert "class_accuracy" in json.loads((run / "summary.json").read_text())["final"]
+    out = pillars("sample", str(run), "--class", "Sneaker", "--n", "8", "--out", str(tmp_path / "s.png")).stdout
+    assert "of class sneaker" in out
+    r = pillars("sample", str(run), "--class", "hat", check=False)
+    assert r.returncode == 2 and "ankle boot" in r.stderr
