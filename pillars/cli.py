@@ -200,7 +200,7 @@ def cmd_sample(args) -> int:
                           "and GANs")
     if args.class_name:
         raise ConfigError("--class is for GAN runs (fashion-cdcgan); a language model takes --prompt")
-    args.n = args.n or 1
+    args.n = 1 if args.n is None else args.n
     if args.length < 1 or args.n < 1 or args.top_k < 0 or not 0 <= args.top_p <= 1:
         raise ConfigError("--length and --n must be at least 1, --top-k at least 0, --top-p between 0 and 1")
     prompt = args.prompt or "\n\n"   # no prompt: start as a new paragraph
@@ -226,7 +226,7 @@ def sample_images(args, job, device) -> int:
     from pillars.config import ConfigError
     from pillars.plots import image_grid, save_image_grid
     from pillars.tasks.generative import to_unit
-    n = args.n or 64
+    n = 64 if args.n is None else args.n
     if n < 1:
         raise ConfigError("--n must be at least 1")
     classes, y = job.info["classes"], None
@@ -244,7 +244,8 @@ def sample_images(args, job, device) -> int:
     g = torch.Generator().manual_seed(args.seed)
     images = to_unit(job.model.sample(n, y, g))
     path = Path(args.out) if args.out else Path(args.run_dir) / "sample.png"
-    save_image_grid(image_grid(images, nrow=min(n, 8)), path)
+    per_row = len(classes) if job.info["conditional"] and not args.class_name else 8   # a column per class
+    save_image_grid(image_grid(images, nrow=min(n, per_row)), path)
     what = f" of class {classes[int(y[0])]}" if args.class_name else ""
     out.print(f"wrote {n} generated images{what} to {path}")
     return 0
@@ -282,8 +283,9 @@ def cmd_explain(args) -> int:
     if hasattr(job.model, "discriminator"):   # a GAN
         result = explain.explain_gan(run_dir, job)
         out.print(f"wrote {run_dir / result['interpolation']}: walks through the noise space")
-        out.print(f"wrote {run_dir / result['dynamics']}: D(x) and D(G(z)) over training "
-                  f"(last tenth: {result['d_real_last_tenth']:.3f} and {result['d_fake_last_tenth']:.3f})")
+        tail = ("" if result["d_real_last_tenth"] is None else
+                f" (last tenth: {result['d_real_last_tenth']:.3f} and {result['d_fake_last_tenth']:.3f})")
+        out.print(f"wrote {run_dir / result['dynamics']}: D(x) and D(G(z)) over training{tail}")
         return 0
     if hasattr(job.model, "beam_search"):   # a translation model
         result = explain.explain_translation(run_dir, job, args.source, log=out.print)
@@ -419,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--top-k", dest="top_k", type=int, default=0, help="sample from the k most likely (0: all)")
     sa.add_argument("--top-p", dest="top_p", type=float, default=0.0,
                     help="nucleus sampling: from the most likely tokens that make up this probability (0: off)")
-    sa.add_argument("--n", type=int, default=0, help="number of samples (default: 1 text, 64 images)")
+    sa.add_argument("--n", type=int, default=None, help="number of samples (default: 1 text, 64 images)")
     sa.add_argument("--class", dest="class_name", default="",
                     help="conditional GAN: the class to generate, by name (e.g. sneaker) or number")
     sa.add_argument("--seed", type=int, default=0)

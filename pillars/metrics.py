@@ -92,7 +92,7 @@ def translation_summary(sums: dict[str, float]) -> dict[str, float]:
 def feature_sums(features: torch.Tensor) -> dict[str, torch.Tensor]:
     """The additive moments of a batch of feature vectors (N, D): count, sum and sum of outer products,
     from which the mean and covariance of the whole set follow (`gaussian`)."""
-    f = features.double()
+    f = (features.cpu() if features.device.type == "mps" else features).double()   # MPS has no float64
     return {"feat_n": torch.tensor(float(len(f)), device=f.device, dtype=torch.float64),
             "feat_sum": f.sum(0), "feat_outer": f.T @ f}
 

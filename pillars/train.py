@@ -151,8 +151,9 @@ def all_reduce_sums(sums: dict[str, torch.Tensor], proc: Proc) -> dict:
     """Sums over every process: floats for scalar sums, float64 arrays for vector and matrix ones
     (feature moments for the Frechet distance, class histograms)."""
     keys = sorted(sums)
-    parts = [sums[k].detach().double().reshape(-1) for k in keys]
-    vec = torch.cat(parts)                                         # stays on the device (nccl)
+    # float64 on the device for nccl; in one process on the CPU (Apple's MPS has no float64)
+    parts = [(sums[k].detach() if proc.world > 1 else sums[k].detach().cpu()).double().reshape(-1) for k in keys]
+    vec = torch.cat(parts)
     if proc.world > 1:
         dist.all_reduce(vec)
     out, i = {}, 0
@@ -635,7 +636,13 @@ def load_run(run_dir: Path, device_name: str = "auto",
         if not found:
             raise ConfigError(f"{run_dir} has no weights yet (no model.safetensors and no checkpoint)")
         weights = found[-1] / "model.safetensors"
-    load_weights(job.model, weights)
+    try:
+        load_weights(job.model, weights)
+    except (RuntimeError, ValueError):
+        if not overrides:
+            raise
+        raise ConfigError(f"the weights of {run_dir} do not fit the model built with {overrides}: only keys "
+                          "that act at evaluation (such as beam or tta_flip) can be changed") from None
     saved_tok = run_dir / "tokenizer.json"
     if job.tokenizer is not None and saved_tok.exists():
         from pillars.data import tokenizers

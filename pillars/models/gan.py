@@ -40,10 +40,11 @@ class GANConfig:
 
 
 def dcgan_init(m: nn.Module) -> None:
-    """DCGAN's initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02) and shift 0."""
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+    """DCGAN's initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02) and shift 0; class
+    embeddings N(0, 0.02) too, or D's projection term would start some 50 times larger than its logit."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(m.weight, 0.0, 0.02)
-        if m.bias is not None:
+        if getattr(m, "bias", None) is not None:
             nn.init.zeros_(m.bias)
     elif isinstance(m, nn.BatchNorm2d):
         nn.init.normal_(m.weight, 1.0, 0.02)
@@ -86,15 +87,18 @@ class Discriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         w, s = cfg.width, cfg.image_size // 4
-        sn = nn.utils.parametrizations.spectral_norm if cfg.spectral_norm else (lambda m: m)
         norm = nn.Identity() if cfg.spectral_norm else nn.BatchNorm2d(2 * w)
         self.features = nn.Sequential(
-            sn(nn.Conv2d(cfg.channels, w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, True),
-            sn(nn.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=cfg.spectral_norm)), norm, nn.LeakyReLU(0.2, True),
+            nn.Conv2d(cfg.channels, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=cfg.spectral_norm), norm, nn.LeakyReLU(0.2, True),
             nn.Flatten())
-        self.out = sn(nn.Linear(2 * w * s * s, 1))
-        self.embed = sn(nn.Embedding(cfg.num_classes, 2 * w * s * s)) if cfg.num_classes else None
+        self.out = nn.Linear(2 * w * s * s, 1)
+        self.embed = nn.Embedding(cfg.num_classes, 2 * w * s * s) if cfg.num_classes else None
         self.apply(dcgan_init)
+        if cfg.spectral_norm:   # W / sigma(W), sigma by power iteration; after the init, which it rescales
+            for m in list(self.modules()):
+                if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                    nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         phi = self.features(x)

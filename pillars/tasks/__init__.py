@@ -2,8 +2,8 @@
 
 A task names its own configuration keys (a dataclass of options) and its changes to the defaults;
 `build` turns a resolved configuration into a `Job`, which is all the training loop needs. The recipes
-live by kind: `images` (CNNs, ViT), `language` (language models), `generative` (GANs), `sequences` (long lags, forecasting,
-sentiment).
+live by kind: `images` (CNNs, ViT), `language` (language models), `sequences` (long lags, forecasting,
+sentiment), `translation`, `generative` (GANs).
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """GANs: DCGAN and conditional DCGAN on Fashion-MNIST, DCGAN on the 5,000 MNIST digits, with measured quality.
 
 One optimizer step updates both networks from the same batch (simultaneous gradient steps): the loss
-is D's loss plus G's, and G's term is computed through a copy of D's forward whose parameters do not
-require gradients, so each network receives the gradient of its own objective only. Adam with
+is D's loss plus G's; D's term reads G's images detached, and G's term goes through D while D's
+parameters are set not to require gradients, so each network receives the gradient of its own
+objective only. Adam with
 beta1 = 0.5 and lr 2e-4 as DCGAN; a constant learning rate.
 
 Quality is measured, not eyeballed:
@@ -78,9 +79,11 @@ def fashion_classifier(device: torch.device, log=print):
 
 
 def classifier_features(classifier, inputs, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden features, logits) of images x in [-1, 1], prepared as the classifier's training images."""
-    z = normalised(to_unit(x), inputs.mean, inputs.std).to(x.device)
-    return classifier.embedding(z), classifier(z)
+    """(hidden features, logits) of images x in [-1, 1], prepared as the classifier's training images;
+    always in fp32, so that generated and real images are measured alike."""
+    with torch.autocast(x.device.type, enabled=False):
+        z = normalised(to_unit(x), inputs.mean, inputs.std)
+        return classifier.embedding(z), classifier(z)
 
 
 def gan_loss(cfg: dict):
@@ -104,15 +107,21 @@ def gan_loss(cfg: dict):
 
 
 def make_gan(cfg: dict, channels: int, size: int, classes: int) -> gan.GAN:
+    """The GAN of the configuration; with compile, G and D are compiled in place (the loss calls them,
+    not the GAN module that the loop would compile)."""
     import os
     check_choice(cfg, "loss", ("nonsaturating", "hinge"))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from pillars.config import ConfigError
         raise ConfigError("the GAN tasks train in one process (their loss reaches into G and D, past the "
                           "DistributedDataParallel wrapper); run them without torchrun")
-    return gan.GAN(gan.GANConfig(latent=cfg["latent"], channels=channels, image_size=size, width=cfg["width"],
-                                 num_classes=classes if cfg["conditional"] else 0,
-                                 spectral_norm=cfg["spectral_norm"]))
+    model = gan.GAN(gan.GANConfig(latent=cfg["latent"], channels=channels, image_size=size, width=cfg["width"],
+                                  num_classes=classes if cfg["conditional"] else 0,
+                                  spectral_norm=cfg["spectral_norm"]))
+    if cfg["compile"]:
+        model.generator.compile()
+        model.discriminator.compile()
+    return model
 
 
 def sample_grid(cfg: dict, classes: int):
@@ -134,22 +143,29 @@ def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
     train_x, train_y = gan_images(arrays["train_x"]).to(device), torch.from_numpy(arrays["train_y"]).long().to(device)
     test_x, test_y = gan_images(arrays["test_x"]).to(device), torch.from_numpy(arrays["test_y"]).long().to(device)
     model = make_gan(cfg, 1, 28, len(classes))
-    classifier, inputs = fashion_classifier(device)
-    with torch.no_grad():
-        real = torch.cat([classifier_features(classifier, inputs, xb)[0] for xb in test_x.split(1000)])
-    mu_r, cov_r = metrics.gaussian({k: (v.item() if v.dim() == 0 else v.cpu().numpy())
-                                    for k, v in metrics.feature_sums(real).items()})
+    # the same noise for test image i at every evaluation, whatever the evaluation batches
+    noise = torch.randn(len(test_x), cfg["latent"], generator=torch.Generator().manual_seed(cfg["seed"])).to(device)
+    measure: dict = {}
+
+    def measured():
+        """The classifier and the real test images' feature statistics, made on first use (so that
+        `pillars sample` on a GAN run needs neither)."""
+        if not measure:
+            classifier, inputs = fashion_classifier(device)
+            with torch.no_grad():
+                real = torch.cat([classifier_features(classifier, inputs, xb)[0] for xb in test_x.split(1000)])
+            stats = metrics.gaussian({k: (v.item() if v.dim() == 0 else v.cpu().numpy())
+                                      for k, v in metrics.feature_sums(real).items()})
+            measure.update(classifier=classifier, inputs=inputs, real=stats)
+        return measure
 
     def eval_sums(model, batch):
         x, y, index = batch
-        g = torch.Generator().manual_seed(int(index[0]))     # the same noise at every evaluation
-        fake = model.generator(model.noise(len(x), g), y if cfg["conditional"] else None)
-        feats, logits = classifier_features(classifier, inputs, fake)
+        m = measured()
+        fake = model.generator(noise[index], y if cfg["conditional"] else None)
+        feats, logits = classifier_features(m["classifier"], m["inputs"], fake)
         pred = logits.argmax(-1)
-        sums = {**metrics.feature_sums(feats),
-                "class_counts": F.one_hot(pred, len(classes)).sum(0).double(),
-                "d_real_sum": torch.sigmoid(model.discriminator(x, y if cfg["conditional"] else None).float()).sum(),
-                "d_fake_sum": torch.sigmoid(model.discriminator(fake, y if cfg["conditional"] else None).float()).sum()}
+        sums = {**metrics.feature_sums(feats), "class_counts": F.one_hot(pred, len(classes)).sum(0).double()}
         if cfg["conditional"]:
             sums["asked_class_correct"] = (pred == y).sum().double()
         return sums
@@ -157,21 +173,23 @@ def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
     def summary(sums):
         n = sums["feat_n"]
         shares = np.asarray(sums["class_counts"]) / n
-        out = {"fid_fashion": metrics.frechet_distance(*metrics.gaussian(sums), mu_r, cov_r),
-               "min_class_share": float(shares.min()), "max_class_share": float(shares.max()),
-               "d_real": sums["d_real_sum"] / n, "d_fake": sums["d_fake_sum"] / n}
+        out = {"fid_fashion": metrics.frechet_distance(*metrics.gaussian(sums), *measured()["real"]),
+               "min_class_share": float(shares.min()), "max_class_share": float(shares.max())}
         if cfg["conditional"]:
             out["class_accuracy"] = sums["asked_class_correct"] / n
         return out
 
     def baselines():
+        m = measured()
         with torch.no_grad():
-            feats = torch.cat([classifier_features(classifier, inputs, xb)[0] for xb in train_x[:10000].split(1000)])
-            acc = torch.cat([classifier_features(classifier, inputs, xb)[1].argmax(-1) for xb in test_x.split(1000)])
-        mu, cov = metrics.gaussian({k: (v.item() if v.dim() == 0 else v.cpu().numpy())
-                                    for k, v in metrics.feature_sums(feats).items()})
-        return {"fid_fashion_real_train_vs_test": metrics.frechet_distance(mu, cov, mu_r, cov_r),
-                "classifier_test_accuracy": float((acc == test_y).float().mean())}
+            feats = torch.cat([classifier_features(m["classifier"], m["inputs"], xb)[0]
+                               for xb in train_x[:10000].split(1000)])
+            pred = torch.cat([classifier_features(m["classifier"], m["inputs"], xb)[1].argmax(-1)
+                              for xb in test_x.split(1000)])
+        stats = metrics.gaussian({k: (v.item() if v.dim() == 0 else v.cpu().numpy())
+                                  for k, v in metrics.feature_sums(feats).items()})
+        return {"fid_fashion_real_train_vs_test": metrics.frechet_distance(*stats, *m["real"]),
+                "classifier_test_accuracy": float((pred == test_y).float().mean())}
 
     index = torch.arange(len(test_x), device=device)
     return Job(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
@@ -206,19 +224,17 @@ def build_mnist_gan(cfg: dict, device: torch.device) -> Job:
 
     def eval_sums(model, batch):
         x, y, _ = batch
-        g = torch.Generator().manual_seed(0)
-        samples = torch.cat([to_unit(model.generator(model.noise(1000, g), None)).flatten(1)
-                             for _ in range(cfg["samples"] // 1000)])
+        g = torch.Generator().manual_seed(cfg["seed"])
+        sizes = [min(1000, cfg["samples"] - i) for i in range(0, cfg["samples"], 1000)]
+        samples = torch.cat([to_unit(model.generator(model.noise(k, g), None)).flatten(1) for k in sizes])
         sigma = best_sigma(samples, valid)
         ll = metrics.parzen_log_likelihood(samples, to_unit(x).flatten(1), sigma)
         n = torch.tensor(float(len(x)), device=x.device)
-        return {"ll_sum": ll.sum(), "count": n, "sigma_x_count": sigma * n,
-                "d_real_sum": torch.sigmoid(model.discriminator(x).float()).sum()}
+        return {"ll_sum": ll.sum(), "count": n, "sigma_x_count": sigma * n}
 
     def summary(sums):
         n = max(sums["count"], 1.0)
-        return {"parzen_ll": sums["ll_sum"] / n, "parzen_sigma": sums["sigma_x_count"] / n,
-                "d_real": sums["d_real_sum"] / n}
+        return {"parzen_ll": sums["ll_sum"] / n, "parzen_sigma": sums["sigma_x_count"] / n}
 
     def baselines():
         real = to_unit(train_x).flatten(1)
@@ -226,9 +242,11 @@ def build_mnist_gan(cfg: dict, device: torch.device) -> Job:
         ll = metrics.parzen_log_likelihood(real, to_unit(test_x).flatten(1), sigma)
         return {"parzen_ll_of_the_training_digits": ll.mean().item(), "parzen_sigma_of_the_training_digits": sigma}
 
+    from pillars.config import ConfigError
     if cfg["conditional"]:
-        from pillars.config import ConfigError
         raise ConfigError("mnist-5k-dcgan is unconditional; use fashion-cdcgan for the conditional model")
+    if cfg["samples"] < 1:
+        raise ConfigError(f"samples must be at least 1, not {cfg['samples']}")
     index = torch.arange(len(test_x), device=device)
     return Job(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
                test=(test_x, test_y, index), loss=gan_loss(cfg), eval_sums=eval_sums, summary=summary,
@@ -242,7 +260,7 @@ GAN_DEFAULTS = {"epochs": 10.0, "batch_size": 128, "lr": 2e-4, "betas": "0.5,0.9
 register(Task(
     name="fashion-dcgan",
     description="DCGAN on Fashion-MNIST; Frechet distance in the features of the project's classifier",
-    dataset="fashion-mnist", model="DCGAN (G and D, 64/128 channels)", objective="non-saturating GAN loss",
+    dataset="fashion-mnist", model="DCGAN (G and D, 64/128 channels)", objective="GAN loss: non-saturating (or --set loss=hinge)",
     metric="fid_fashion", options=GANOptions, build=build_fashion_gan, higher_is_better=False,
     defaults={**GAN_DEFAULTS},
 ))
@@ -251,14 +269,14 @@ register(Task(
     name="fashion-cdcgan",
     description="conditional DCGAN on Fashion-MNIST: ask for a class; the classifier checks it got one",
     dataset="fashion-mnist", model="conditional DCGAN (class embedding in G, projection in D)",
-    objective="non-saturating GAN loss", metric="fid_fashion", options=GANOptions, build=build_fashion_gan,
+    objective="GAN loss: non-saturating (or --set loss=hinge)", metric="fid_fashion", options=GANOptions, build=build_fashion_gan,
     higher_is_better=False, defaults={**GAN_DEFAULTS, "conditional": True},
 ))
 
 register(Task(
     name="mnist-5k-dcgan",
     description="DCGAN on the 5,000 MNIST digits, with the 2014 paper's Parzen-window log-likelihood",
-    dataset="mnist-5k", model="DCGAN (G and D, 64/128 channels)", objective="non-saturating GAN loss",
+    dataset="mnist-5k", model="DCGAN (G and D, 64/128 channels)", objective="GAN loss: non-saturating (or --set loss=hinge)",
     metric="parzen_ll", options=GANOptions, build=build_mnist_gan,
-    defaults={**GAN_DEFAULTS, "epochs": 100.0, "eval_batch_size": 1000, "log_every": 10},
+    defaults={**GAN_DEFAULTS, "epochs": 100.0, "eval_every": 280, "eval_batch_size": 1000, "log_every": 10},
 ))

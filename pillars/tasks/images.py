@@ -59,7 +59,8 @@ def scaled_pixels(pixels) -> torch.Tensor:
 
 
 def normalised(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    mean, std = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in (mean, std))
+    return (x - mean) / std
 
 
 def image_tensors(arrays: dict, device: torch.device, train_samples: int = 0, mean=None, std=None):
