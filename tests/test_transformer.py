@@ -280,3 +280,18 @@ def test_one_query_with_a_cache_needs_no_mask():
     q, k = torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 5, 8)
     assert attn._allowed(q, k, None) is None
     assert attn._allowed(torch.zeros(1, 2, 2, 8), k, None).tolist() == [[True] * 4 + [False], [True] * 5]
+
+
+def test_vit_cls_attention_maps_are_written(tmp_path):
+    from PIL import Image
+    from pillars.explain import attention_modules, plot_cls_attention, recorded
+    torch.manual_seed(0)
+    model = tf.ViT(tf.ViTConfig(width=16, heads=2, layers=2)).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with recorded(attention_modules(model)) as mods:
+        model(x)
+        w = mods[0].weights
+        assert w.shape == (3, 2, 17, 17) and torch.allclose(w.sum(-1), torch.ones(3, 2, 17))
+    plot_cls_attention(model, x, tmp_path / "maps.png")
+    with Image.open(tmp_path / "maps.png") as im:
+        im.verify()
