@@ -21,8 +21,8 @@ Quality is measured, not eyeballed:
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,16 +64,30 @@ def fashion_classifier(device: torch.device, log=print):
     from pillars.config import read_toml
     from pillars.data.registry import home
     run = home() / "models" / "fashion-classifier"
-    if (run / "model.safetensors").exists():
+    done = run / "summary.json"
+    if done.exists() and json.loads(done.read_text()).get("status") == "finished":
         saved = read_toml(run / "config.toml")
         if all(saved.get(k) == v for k, v in CLASSIFIER_RECIPE.items()):
             _, _, job, _ = train.load_run(run, device.type)
             return job.model.eval(), job.inputs
     log(f"training the Fashion-MNIST classifier for the GAN metrics (once; cached in {run})")
+    import random
     import shutil
     shutil.rmtree(run, ignore_errors=True)
     cfg = train.resolve_config("fashion-cnn", overrides={**CLASSIFIER_RECIPE, "device": device.type})
-    train.fit("fashion-cnn", cfg, run, progress=False, baselines=False)
+    # It may be asked for in the middle of an evaluation: train with gradients and in full precision
+    # whatever the caller's context, and leave the caller's random streams as they were.
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad(), \
+            torch.autocast(device.type, enabled=False):
+        summary = train.fit("fashion-cnn", cfg, run, progress=False, baselines=False)
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    if summary.get("status") != "finished":
+        from pillars.config import ConfigError
+        shutil.rmtree(run, ignore_errors=True)
+        raise ConfigError("the Fashion-MNIST classifier's training was interrupted; nothing of it is kept, "
+                          "and the next GAN run trains it again")
     _, _, job, _ = train.load_run(run, device.type)
     return job.model.eval(), job.inputs
 
