@@ -105,6 +105,11 @@ def gaussian(sums: dict) -> tuple[np.ndarray, np.ndarray]:
     return mu, cov
 
 
+def feature_gaussian(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of one set of feature vectors held at once (`feature_sums`, then `gaussian`)."""
+    return gaussian({k: v.item() if v.dim() == 0 else v.cpu().numpy() for k, v in feature_sums(features).items()})
+
+
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """The Frechet distance between two Gaussians (Dowson & Landau 1982), as FID (Heusel et al. 2017)
     computes it between the feature statistics of real and generated images:

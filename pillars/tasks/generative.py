@@ -167,10 +167,10 @@ def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
         if not measure:
             classifier, inputs = fashion_classifier(device)
             with torch.no_grad():
-                real = torch.cat([classifier_features(classifier, inputs, xb)[0] for xb in test_x.split(1000)])
-            stats = metrics.gaussian({k: (v.item() if v.dim() == 0 else v.cpu().numpy())
-                                      for k, v in metrics.feature_sums(real).items()})
-            measure.update(classifier=classifier, inputs=inputs, real=stats)
+                real, logits = map(torch.cat, zip(*(classifier_features(classifier, inputs, xb)
+                                                    for xb in test_x.split(1000))))
+            measure.update(classifier=classifier, inputs=inputs, real=metrics.feature_gaussian(real),
+                           test_accuracy=float((logits.argmax(-1) == test_y).float().mean()))
         return measure
 
     def eval_sums(model, batch):
@@ -198,12 +198,9 @@ def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
         with torch.no_grad():
             feats = torch.cat([classifier_features(m["classifier"], m["inputs"], xb)[0]
                                for xb in train_x[:10000].split(1000)])
-            pred = torch.cat([classifier_features(m["classifier"], m["inputs"], xb)[1].argmax(-1)
-                              for xb in test_x.split(1000)])
-        stats = metrics.gaussian({k: (v.item() if v.dim() == 0 else v.cpu().numpy())
-                                  for k, v in metrics.feature_sums(feats).items()})
-        return {"fid_fashion_real_train_vs_test": metrics.frechet_distance(*stats, *m["real"]),
-                "classifier_test_accuracy": float((pred == test_y).float().mean())}
+        return {"fid_fashion_real_train_vs_test": metrics.frechet_distance(*metrics.feature_gaussian(feats),
+                                                                            *m["real"]),
+                "classifier_test_accuracy": m["test_accuracy"]}
 
     index = torch.arange(len(test_x), device=device)
     return Job(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
