@@ -1,4 +1,4 @@
-# make demo   set everything up, fetch the data, train the main job
+# make tour   set everything up and run the main job: `pillars tour` (about 15 minutes on 2 CPU cores)
 # make test   set everything up, fetch the data, run the tests
 # Both are idempotent: a second run reuses .venv and the data cache ($PILLARS_HOME, default ~/.cache/pillars).
 
@@ -11,8 +11,8 @@ TORCH_INDEX ?=
 PIP     = $(VENV)/bin/python -m pip --disable-pip-version-check -q
 DATASETS = fashion-mnist mnist-5k digits efficientnet-lite0-imagenet sotu brown bible-web bible-es-en movie-reviews weather
 
-.PHONY: setup data demo test clean
-.DEFAULT_GOAL := demo
+.PHONY: setup data tour demo browser test clean
+.DEFAULT_GOAL := tour
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,22 @@ setup: $(VENV)/.installed
 data: setup
 	$(VENV)/bin/pillars data fetch $(DATASETS)
 
+tour: setup   # the tour fetches the data it needs
+	$(VENV)/bin/pillars tour
+
 demo: data
 	$(VENV)/bin/pillars train fashion-cnn
 
-test: data
+# Headless Chromium for the test that opens the tour's report (Debian's chromium and chromium-driver);
+# installed when make runs as root, the package lists refreshed once if they are stale.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }; \
+	else echo "note: the report test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; fi
+
+test: data browser
 	$(VENV)/bin/python -m pytest -q --durations=10
 
 clean:

@@ -1,5 +1,8 @@
-"""What the benchmarks share: the device from --device, and waiting for the GPU before reading a clock."""
+"""What the benchmarks share: the device from --device, waiting for the GPU before reading a clock, and the
+rate of a large matmul (the attainable peak that efficiency figures compare with)."""
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -17,3 +20,19 @@ def pick_device(name: str) -> torch.device:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: float = 1.0) -> float:
+    """FLOP/s of torch.mm on two n x n matrices: the best of repeated runs over about `seconds`."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        torch.mm(a, b)
+    sync(device)
+    best, start = float("inf"), time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best

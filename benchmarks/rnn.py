@@ -51,7 +51,7 @@ import torch.nn.functional as F  # noqa: E402
 from pillars.data import text  # noqa: E402
 from pillars.data.tokenizers import CharTokenizer  # noqa: E402
 from pillars.models.rnn import LanguageModel, LanguageModelConfig  # noqa: E402
-from benchmarks.common import pick_device, sync  # noqa: E402
+from benchmarks.common import matmul_rate, pick_device, sync  # noqa: E402
 
 PROMPT = 8   # characters of real text before generation starts
 
@@ -91,22 +91,6 @@ def forward_flops_per_token(cfg: LanguageModelConfig) -> int:
         macs += cfg.hidden * cfg.embed
     macs += cfg.embed * cfg.vocab_size
     return 2 * macs
-
-
-def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: float = 1.0) -> float:
-    """FLOP/s of torch.mm on two n x n matrices: the best of repeated runs over about `seconds`."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    for _ in range(2):
-        torch.mm(a, b)
-    sync(device)
-    best, start = float("inf"), time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        torch.mm(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
 
 
 # ----------------------------------------------------------------------------- the measurements

@@ -61,6 +61,24 @@ def cmd_data_info(args) -> int:
     return 0
 
 
+def cmd_data_export(args) -> int:
+    """A text corpus as one UTF-8 file (for the text-file task, or any other tool)."""
+    from pillars import data
+    from pillars.config import ConfigError
+    from pillars.data.text import as_text
+    arrays = data.load(args.name, log=lambda s: console.print(s))
+    if "text" not in arrays or "train_text" not in arrays:
+        raise ConfigError(f"{args.name} is not a text corpus; export takes a language-model corpus: sotu, brown "
+                          "or bible-web")
+    path = Path(args.out)
+    text = as_text(arrays["text"])
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    out.print(f"wrote {len(text):,} characters of {args.name} to {path}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- pillars list / train / evaluate
 
 def cmd_list(args) -> int:
@@ -277,9 +295,9 @@ def cmd_explain(args) -> int:
     from pillars import explain, train
     from pillars.config import ConfigError
     run_dir = Path(args.run_dir)
-    _, _, job, _ = train.load_run(run_dir, args.device)
+    _, cfg, job, _ = train.load_run(run_dir, args.device)
     if job.inputs is not None:
-        return explain_image_run(run_dir, job)
+        return explain_image_run(run_dir, job, cfg["precision"])
     if hasattr(job.model, "discriminator"):   # a GAN
         result = explain.explain_gan(run_dir, job)
         out.print(f"wrote {run_dir / result['interpolation']}: walks through the noise space")
@@ -319,9 +337,9 @@ def cmd_explain(args) -> int:
                       "translation models, GANs and forecasters; for the adding problem see `pillars experiment long-lag`")
 
 
-def explain_image_run(run_dir: Path, job) -> int:
+def explain_image_run(run_dir: Path, job, precision: str = "32") -> int:
     from pillars import explain
-    result = explain.explain_image_classifier(run_dir, job, log=console.print)
+    result = explain.explain_image_classifier(run_dir, job, log=console.print, precision=precision)
     for key in ("filters", "feature_maps", "attention_maps"):
         if key in result:
             out.print(f"wrote {run_dir / result[key]}")
@@ -331,6 +349,18 @@ def explain_image_run(run_dir: Path, job) -> int:
     out.print(f"wrote {run_dir / 'translation.png'}: accuracy at shifts {result['shifts']} px")
     for name, accs in t.items():
         out.print(f"  {name:<4} " + " ".join(f"{a:.3f}" for a in accs))
+    return 0
+
+
+def cmd_tour(args) -> int:
+    from pillars import tour
+    result = tour.tour(Path(args.out), budget=args.budget, full=args.full, device=args.device,
+                       console=console, progress=not args.no_progress)
+    if result is None:
+        return 130
+    if args.open:
+        import webbrowser
+        webbrowser.open(Path(result["report"]).resolve().as_uri())
     return 0
 
 
@@ -444,6 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "plotted (default: a held-out verse)")
     ex.set_defaults(fn=cmd_explain)
 
+    to = sub.add_parser("tour", help="train a CNN, an LSTM, a Transformer and a GAN on real data and write a "
+                                     "report of what each learned (about 15 minutes on 2 CPU cores)")
+    to.add_argument("--budget", type=float, default=15.0, help="minutes of the whole tour on 2 CPU cores (the "
+                                                               "networks train in proportion; default 15)")
+    to.add_argument("--full", action="store_true", help="the README's configurations, plus translation and the "
+                                                        "transfer curve (hours on a CPU)")
+    to.add_argument("--out", default="runs/tour", help="the tour's folder (default runs/tour); a second run "
+                                                       "continues it")
+    to.add_argument("--device", default="auto", choices=DEVICES)
+    to.add_argument("--open", action="store_true", help="open the report in a web browser at the end")
+    to.add_argument("--no-progress", action="store_true")
+    to.set_defaults(fn=cmd_tour)
     xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, long-lag")
     xp.add_argument("name", help="transfer-curve or long-lag")
     xp.add_argument("--out", help="folder of the experiment's runs and plot (default: runs/NAME)")
@@ -467,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("names", nargs="*")
     df.add_argument("--all", action="store_true")
     df.set_defaults(fn=cmd_data_fetch)
+    de = dsub.add_parser("export", help="a text corpus as one UTF-8 file (sotu: the addresses in year order, "
+                                        "a blank line between them)")
+    de.add_argument("name")
+    de.add_argument("out", help="the file to write")
+    de.set_defaults(fn=cmd_data_export)
     di = dsub.add_parser("info", help="a dataset's sources, files and checksums")
     di.add_argument("name")
     di.set_defaults(fn=cmd_data_info)

@@ -46,8 +46,11 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
 
 
 @torch.no_grad()
-def predict_all(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    return torch.cat([model(x[i:i + batch]).argmax(-1) for i in range(0, len(x), batch)])
+def predict_all(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Predicted classes, in batches of 256 (faster on a CPU than larger ones); images go in channels_last,
+    which conv nets prefer on a CPU (the caller sets the model's format and any autocast)."""
+    fmt = torch.channels_last if x.dim() == 4 else torch.contiguous_format
+    return torch.cat([model(x[i:i + batch].contiguous(memory_format=fmt)).argmax(-1) for i in range(0, len(x), batch)])
 
 
 def _show(ax, img: torch.Tensor, cmap="gray"):
@@ -162,12 +165,13 @@ def train_mlp(train_x, train_y, classes: int, params: int, epochs: int = 3, seed
     return mlp.eval()
 
 
-def shift_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, shifts) -> list[float]:
+def shift_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, shifts, predict=None) -> list[float]:
     """Accuracy at each shift, averaged over moving the image right, left, down and up."""
+    predict = predict or predict_all
     out = []
     for s in shifts:
         moves = [(s, 0), (-s, 0), (0, s), (0, -s)] if s else [(0, 0)]
-        acc = [(predict_all(model, transforms.shift(x, dx, dy)) == y).float().mean().item() for dx, dy in moves]
+        acc = [(predict(model, transforms.shift(x, dx, dy)) == y).float().mean().item() for dx, dy in moves]
         out.append(float(np.mean(acc)))
     return out
 
@@ -256,8 +260,20 @@ def plot_grad_cam(images, cams, preds, labels, names: list[str], path: Path) -> 
 
 # ----------------------------------------------------------------------------- driver
 
-def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), mlp_epochs: int = 3) -> dict:
+def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), mlp_epochs: int = 3,
+                             precision: str = "32") -> dict:
+    """Filters, feature maps (or a ViT's [CLS] attention), the confusion matrix, Grad-CAM and the
+    translation experiment. Predictions run under the run's own autocast `precision`, as its test
+    accuracy was measured."""
+    from pillars.train import autocast
     model = job.model.float().eval()
+    if job.conv:
+        model = model.to(memory_format=torch.channels_last)
+    device = next(model.parameters()).device
+
+    def predict(m, x):
+        with autocast(device, precision):
+            return predict_all(m, x)
     names = job.inputs.classes
     test_x, test_y = job.test
     train_x, train_y = job.train.tensors
@@ -273,7 +289,7 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
         plot_feature_maps(model, test_x[0], run_dir / "feature_maps.png")
         out["feature_maps"] = "feature_maps.png"
 
-    pred = predict_all(model, test_x)
+    pred = predict(model, test_x)
     cm = confusion_matrix(pred, test_y, len(names))
     plot_confusion(cm, names, run_dir / "confusion.png")
     out["accuracy"] = float(np.trace(cm) / cm.sum())
@@ -288,7 +304,8 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
         "for the translation experiment")
     mlp = train_mlp(train_x, train_y, len(names), sum(p.numel() for p in model.parameters()), mlp_epochs)
     sub_x, sub_y = test_x[:2000], test_y[:2000]
-    curves = {kind: shift_accuracy(model, sub_x, sub_y, shifts), "MLP": shift_accuracy(mlp, sub_x, sub_y, shifts)}
+    curves = {kind: shift_accuracy(model, sub_x, sub_y, shifts, predict),
+              "MLP": shift_accuracy(mlp, sub_x, sub_y, shifts, predict)}
     plot_translation(shifts, curves, run_dir / "translation.png")
     out["translation"] = {k: [round(a, 4) for a in v] for k, v in curves.items()}
     out["shifts"] = list(shifts)
@@ -400,7 +417,10 @@ def plot_cell_heat_maps(text: str, cells: np.ndarray, picks: dict[str, tuple[int
 
 
 def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
-                           spans=(1, 2, 4, 8, 16, 32, 64, 128, 256)) -> dict:
+                           spans=(1, 2, 4, 8, 16, 32, 64, 128, 256), positions: int = 4096,
+                           cell_chars: int = 50000) -> dict:
+    """Memory span (at `positions` random test positions), readable cells (over `cell_chars` test
+    characters, LSTMs), attention distance and KV-cache speed (GPTs)."""
     model = job.model.float().eval()
     tok = job.tokenizer
     device = next(model.parameters()).device
@@ -408,7 +428,7 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
     unit = "bits per character" if tok.lossless else "bits per word"
     log("memory span: test loss with the history cut to k tokens")
     longest = min(len(stream) - 2, getattr(model.cfg, "context", len(stream)))   # a GPT reads at most its context
-    span = memory_span(model, stream, [k for k in spans if k <= longest])
+    span = memory_span(model, stream, [k for k in spans if k <= longest], positions=positions)
     reference = {}
     if "kneser_ney_order" in baselines:   # over the whole test set, not only the sampled positions
         value = (baselines["kneser_ney_bits_per_char"] if tok.lossless
@@ -427,7 +447,7 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
         plot_kv_cache(lengths, curve, run_dir / "kv_cache.png")
         out["kv_cache_seconds"] = {"tokens": lengths, **{k: [round(s, 4) for s in v] for k, v in curve.items()}}
     if tok.kind == "char" and getattr(model.cfg, "cell", "") == "lstm":
-        text = job.info["test_text"][:50000]
+        text = job.info["test_text"][:cell_chars]
         log(f"reading the LSTM's cells over {len(text):,} test characters")
         with torch.no_grad():
             cells = model.cells(torch.from_numpy(tok.encode(text))[None].to(device))[0].cpu().numpy()

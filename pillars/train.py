@@ -359,9 +359,10 @@ def _stop_on_signals():
 
 
 def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True,
-        console=None, baselines: bool = True) -> dict:
+        console=None, baselines: bool = True, on_step=None) -> dict:
     """Train `task_name` with the resolved config `cfg` into `run_dir`; returns the summary. With
-    `baselines`, the task's non-neural baselines are computed on the same test set at the end."""
+    `baselines`, the task's non-neural baselines are computed on the same test set at the end.
+    `on_step(step, total, info)` is called after every optimizer step (a caller's own progress display)."""
     from rich.console import Console
     console = console or Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
     task = tasks.get(task_name)
@@ -482,7 +483,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     bar = _progress(console, enabled=progress and proc.main)
     tid = bar.add_task(task_name, total=total, completed=step, info="")
     t0 = time.time()
-    samples, t_window, loss_window, extras = 0, time.time(), [], {}
+    samples, t_window, loss_window, extras, info = 0, time.time(), [], {}, ""
     tps = job.tokens_per_sample
     result: dict = {}
     status = "finished"
@@ -543,9 +544,12 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                         log.write(step, "train", {"loss": mean_loss, **logged, "lr": lr, "samples_per_s": rate,
                                                   **({"tokens_per_s": rate * tps} if tps else {})})
                         speed = f"{rate * tps:,.0f} tokens/s" if tps else f"{rate:,.0f} samples/s"
-                        bar.update(tid, info=f"loss {mean_loss:.4f}  lr {lr:.2e}  {speed}")
+                        info = f"loss {mean_loss:.4f}  lr {lr:.2e}  {speed}"
+                        bar.update(tid, info=info)
                     samples, t_window, loss_window, extras = 0, time.time(), [], {}
                 bar.update(tid, completed=step)
+                if on_step is not None:
+                    on_step(step, total, info)
                 paused = time.time()
                 if due_eval:
                     result = run_eval(step)

@@ -146,3 +146,23 @@ def test_char_gpt_learns_real_text_and_samples_with_the_kv_cache(tmp_path, text_
     assert kv["tokens"][-1] == 64 and len(kv["KV cache"]) == len(kv["recomputing"]) == len(kv["tokens"])
     for png in ("memory_span.png", "attention_distance.png", "kv_cache.png"):
         assert (run / png).stat().st_size > 10_000
+
+
+def test_text_file_task_trains_either_model_on_an_exported_corpus(tmp_path):
+    whole = tmp_path / "sotu.txt"
+    pillars("data", "export", "sotu", str(whole))
+    text = whole.read_text(encoding="utf-8")
+    assert len(text) > 10_000_000 and text.count("\n\n") >= 232   # 233 addresses, a blank line between them
+    part = tmp_path / "part.txt"
+    part.write_text(text[:200_000], encoding="utf-8")
+    for model, extra in (("lstm", ["layers=1", "hidden=64", "embed=64"]), ("gpt", ["layers=1", "width=64"])):
+        run = tmp_path / model
+        pillars("train", "text-file", "--max-steps", "150", "--out", str(run), "--no-progress",
+                *sets(f"data={part}", f"model={model}", *extra, "context=64", "batch_size=32", "lr=1e-2",
+                      "ngram=false", "precision=32", "val_fraction=0.2"))
+        s = json.loads((run / "summary.json").read_text())
+        assert s["final"]["bits_per_char"] < 4.0, (model, s["final"])   # uniform over ~80 characters: 6.3
+    need = pillars("train", "text-file", "--max-steps", "1", check=False)
+    assert need.returncode == 2 and "--set data=FILE" in need.stderr and "data export sotu" in need.stderr
+    other = pillars("data", "export", "fashion-mnist", str(tmp_path / "x.txt"), check=False)
+    assert other.returncode == 2 and "not a text corpus" in other.stderr and not (tmp_path / "x.txt").exists()

@@ -198,8 +198,17 @@ def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
         with torch.no_grad():
             feats = torch.cat([classifier_features(m["classifier"], m["inputs"], xb)[0]
                                for xb in train_x[:10000].split(1000)])
+        with torch.random.fork_rng(devices=[]):   # the other end of the scale: the generator before training
+            torch.manual_seed(cfg["seed"])
+            fresh = make_gan({**cfg, "compile": False}, 1, 28, len(classes)).to(device).eval()
+        with torch.no_grad():
+            fake = torch.cat([classifier_features(m["classifier"], m["inputs"],
+                                                  fresh.generator(z, y if cfg["conditional"] else None))[0]
+                              for z, y in zip(noise.split(1000), test_y.split(1000))])
         return {"fid_fashion_real_train_vs_test": metrics.frechet_distance(*metrics.feature_gaussian(feats),
                                                                             *m["real"]),
+                "fid_fashion_untrained_generator": metrics.frechet_distance(*metrics.feature_gaussian(fake),
+                                                                             *m["real"]),
                 "classifier_test_accuracy": m["test_accuracy"]}
 
     index = torch.arange(len(test_x), device=device)

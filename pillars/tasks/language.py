@@ -103,6 +103,9 @@ def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model)
     def baselines():
         if not cfg["ngram"]:
             return {}
+        return cached_baselines(ngram_baselines, train_ids, valid_text, test_ids, chars, orders, tok.to_json())
+
+    def ngram_baselines():
         order = orders[0]
         if len(orders) > 1:   # the order that predicts the validation text best, fitted without it
             fit_ids, valid_ids = ((train_ids, tok.encode(valid_text)) if valid_text
@@ -117,6 +120,12 @@ def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model)
         result = {"kneser_ney_order": order, "kneser_ney_perplexity": float(np.exp(nll.mean()))}
         if tok.lossless:
             result["kneser_ney_bits_per_char"] = float(nll.sum() / np.log(2) / chars[1:].sum())
+        # the floor of the scale: each token by its training frequency alone (add-one smoothed), no context
+        counts = np.bincount(train_ids, minlength=len(tok)) + 1.0
+        unigram = -np.log(counts / counts.sum())[test_ids[1:]]
+        result["unigram_perplexity"] = float(np.exp(unigram.mean()))
+        if tok.lossless:
+            result["unigram_bits_per_char"] = float(unigram.sum() / np.log(2) / chars[1:].sum())
         return result
 
     return Job(model=model, train=TokenWindows(torch.from_numpy(train_ids).to(device), cfg["context"],
@@ -124,6 +133,29 @@ def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model)
                test=tuple(t.to(device) for t in test), loss=loss, eval_sums=eval_sums, summary=summary,
                tokenizer=tok, baselines=baselines, tokens_per_sample=cfg["context"],
                info={"test_text": test_text, "test_ids": torch.from_numpy(test_ids)})
+
+
+def cached_baselines(compute, *inputs) -> dict:
+    """The n-gram baselines depend only on the token streams, the orders tried and the tokenizer: they are
+    computed once (a minute for characters) and kept under $PILLARS_HOME/baselines, keyed by a hash of all
+    of those, so runs on the same split (an LSTM and a GPT, a rerun) share them."""
+    import hashlib
+    import json
+    import os
+
+    from pillars import data
+    h = hashlib.sha256()
+    for x in inputs:
+        h.update(x.tobytes() if isinstance(x, np.ndarray) else repr(x).encode())
+    path = data.home() / "baselines" / f"ngram-{h.hexdigest()[:24]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result) + "\n")
+    os.replace(tmp, path)
+    return result
 
 
 def recurrent_lm(cfg: dict, vocab_size: int) -> nn.Module:
@@ -194,4 +226,37 @@ register(Task(
               "grad_clip": 1.0, "eval_every": 400, "eval_batches": 0, "eval_batch_size": 64,
               "precision": "bf16", "tokenizer": "word", "context": 128, "dropout": 0.2,
               "betas": "0.9,0.95"},
+))
+
+
+@dataclass
+class TextFileOptions(GPTOptions):
+    model: str = "gpt"           # gpt, or lstm (then embed, hidden and layers shape it; cell lstm or rnn)
+    cell: str = "lstm"
+    embed: int = 256
+    hidden: int = 256
+
+
+def text_file_model(cfg: dict, vocab_size: int) -> nn.Module:
+    check_choice(cfg, "model", ("gpt", "lstm"))
+    return gpt(cfg, vocab_size) if cfg["model"] == "gpt" else recurrent_lm(cfg, vocab_size)
+
+
+def build_text_file(cfg: dict, device: torch.device) -> Job:
+    if not cfg["data"]:
+        from pillars.config import ConfigError
+        raise ConfigError("text-file trains on your own text: give it with --set data=FILE (UTF-8); for example "
+                          "`pillars data export sotu sotu.txt` writes the State of the Union addresses as one file")
+    return language_model_job(cfg, device, "", text_file_model)
+
+
+register(Task(
+    name="text-file",
+    description="a language model on any UTF-8 text file (--set data=FILE): a GPT, or an LSTM with "
+                "--set model=lstm; the last val_fraction of the file is held out",
+    dataset="your file", model="GPT (4 layers, 4 heads, 256 wide) or LSTM", objective="next-token cross-entropy",
+    metric="bits_per_char", options=TextFileOptions, higher_is_better=False, build=build_text_file,
+    defaults={"max_steps": 600, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 60,
+              "grad_clip": 1.0, "eval_every": 200, "eval_batches": 0, "eval_batch_size": 64,
+              "precision": "bf16", "context": 256, "betas": "0.9,0.95"},
 ))

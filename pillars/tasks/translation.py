@@ -103,7 +103,8 @@ def build_translation(cfg: dict, device: torch.device) -> Job:
     return Job(model=model, train=TensorBatches((train_src.to(device), train_tgt.to(device)), cfg["batch_size"],
                                                 cfg["seed"]),
                test=(test_src.to(device), test_tgt.to(device), index.to(device)), loss=loss, eval_sums=eval_sums,
-               summary=summary, tokenizer=tok, info={"example_source": example})
+               summary=summary, tokenizer=tok, info={"example_source": example,
+                                                        "samples": [p for p in test_pairs if 8 <= len(p[0].split()) <= 20][:5]})
 
 
 register(Task(

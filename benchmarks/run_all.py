@@ -1,0 +1,131 @@
+"""The README's results table, written from the runs of the commands it names, never by hand.
+
+    python benchmarks/run_all.py                    # train what is missing (hours on a CPU), write the table
+    python benchmarks/run_all.py --only weather-lstm digits-cnn
+    python benchmarks/run_all.py --table-only       # the table from the runs already made
+
+Each row is `pillars train TASK` with the task's defaults (the README's configuration), run into
+`runs/readme/TASK`: a finished run is reused and an interrupted one resumed, so the command can be stopped
+and started again. The tour's rows come from `runs/tour` (`pillars tour`). The table is written to
+`benchmarks/results.md` and between the `results:start` / `results:end` markers of README.md; a row whose
+run has not been made says so and names its command. Each row names the machine its run was made on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TASKS = ["fashion-cnn", "fashion-resnet", "mnist-5k-cnn", "digits-cnn",
+         "sotu-char-lstm", "sotu-lstm", "weather-lstm", "movie-sentiment-lstm",
+         "sotu-char-gpt", "sotu-gpt", "fashion-vit", "movie-sentiment-transformer", "bible-translate",
+         "fashion-dcgan", "fashion-cdcgan", "mnist-5k-dcgan"]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def result_text(s: dict) -> str:
+    f = s["final"]
+    if "fid_fashion" in f:
+        text = f"FID (project classifier) {f['fid_fashion']:.1f}, smallest class share {pct(f['min_class_share'])}"
+        return text + (f", class asked for {pct(f['class_accuracy'])}" if "class_accuracy" in f else "")
+    if "parzen_ll" in f:
+        return f"Parzen log-likelihood {f['parzen_ll']:.1f} nats"
+    if "bleu" in f:
+        return f"BLEU {f['bleu']:.1f}, chrF {f['chrf']:.1f} ({'beam' if s.get('beam', 1) > 1 else 'greedy'})"
+    if "bits_per_char" in f:
+        return f"{f['bits_per_char']:.3f} bits/char"
+    if "perplexity" in f:
+        return f"perplexity {f['perplexity']:.1f}"
+    if "mase" in f:
+        return f"MASE {f['mase']:.3f} (MAE {f['mae']:.2f})"
+    if "accuracy" in f:
+        return f"{pct(f['accuracy'])} accuracy"
+    return f"{s['metric']} {f[s['metric']]:.4g}"
+
+
+BASELINE_NAMES = {
+    "kneser_ney_bits_per_char": ("Kneser-Ney", "{:.3f} bits/char"),
+    "kneser_ney_perplexity": ("Kneser-Ney", "perplexity {:.1f}"),
+    "seasonal_naive_mase": ("seasonal naive", "MASE {:.3f}"),
+    "naive_mase": ("naive", "MASE {:.3f}"),
+    "tfidf_logreg_accuracy": ("TF-IDF + logistic regression", "{:.2%}"),
+    "vader_accuracy": ("VADER", "{:.2%}"),
+    "majority_accuracy": ("majority class", "{:.2%}"),
+    "fid_fashion_real_train_vs_test": ("real train vs real test", "{:.2f}"),
+    "fid_fashion_untrained_generator": ("untrained generator", "{:.0f}"),
+    "parzen_ll_of_the_training_digits": ("training digits themselves", "{:.1f} nats"),
+}
+
+
+def baseline_text(s: dict) -> str:
+    b = s.get("baselines", {})
+    parts, seen = [], set()
+    for key, (name, fmt) in BASELINE_NAMES.items():
+        if key in b and name not in seen and not (key == "kneser_ney_perplexity" and "kneser_ney_bits_per_char" in b):
+            seen.add(name)
+            parts.append(f"{name} {fmt.format(b[key])}")
+    return "; ".join(parts)
+
+
+def row(label: str, run_dir: Path) -> str:
+    path = run_dir / "summary.json"
+    if not path.exists() or json.loads(path.read_text()).get("status") != "finished":
+        return f"| {label} | not run yet | | | |"
+    s = json.loads(path.read_text())
+    if "bleu" in s["final"]:
+        s["beam"] = 1
+    speed = (f"{s['tokens_per_s']:,.0f} tokens/s" if s.get("tokens_per_s") else f"{s['samples_per_s']:,.0f} samples/s")
+    return (f"| {label} | {result_text(s)} | {baseline_text(s)} | {s['train_time_s']:.0f} s, {s['steps']:,} steps, "
+            f"{speed}, {s['precision']} | {s['machine']}, torch {s['torch']} |")
+
+
+def table(runs: Path, tour_dir: Path) -> str:
+    lines = ["| command | result on the test set | baselines on the same test set | training | machine |",
+             "|---|---|---|---|---|"]
+    for key, name in (("cnn", "CNN"), ("lstm", "LSTM"), ("gpt", "GPT"), ("gan", "DCGAN")):
+        lines.append(row(f"`pillars tour`: {name}", tour_dir / key))
+    for task in TASKS:
+        lines.append(row(f"`pillars train {task}`", runs / task))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", nargs="+", metavar="TASK", help="train only these tasks (the table still lists all)")
+    p.add_argument("--table-only", action="store_true", help="train nothing; write the table from existing runs")
+    p.add_argument("--runs", default="runs/readme", help="folder of the runs (default runs/readme)")
+    p.add_argument("--tour", default="runs/tour", help="the tour's folder (default runs/tour)")
+    p.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = p.parse_args()
+    runs = Path(args.runs)
+    unknown = sorted(set(args.only or []) - set(TASKS))
+    if unknown:
+        raise SystemExit(f"error: unknown task(s) {unknown}; the table's tasks are: {', '.join(TASKS)}")
+    if not args.table_only:
+        from pillars.experiments import run_once
+        for task in args.only or TASKS:
+            summary = run_once(task, {}, runs / task)
+            if summary.get("status") != "finished":
+                raise SystemExit("stopped: run the same command again to continue")
+    text = table(runs, Path(args.tour))
+    (ROOT / "benchmarks" / "results.md").write_text(text + "\n")
+    readme = Path(args.readme)
+    page = readme.read_text()
+    if START not in page or END not in page:
+        raise SystemExit(f"error: {readme} has no {START} ... {END} block to fill")
+    page = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: f"{START}\n{text}\n{END}", page, flags=re.S)
+    readme.write_text(page)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The tour: its plan, its resumption, and a short real tour whose report is opened in headless Chromium."""
+import json
+import math
+import shutil
+
+import pytest
+
+from tests.conftest import pillars
+from pillars import tour
+from pillars.config import ConfigError
+
+
+def test_budget_scales_training_and_keeps_a_floor():
+    quick = {s.key: o for s, o in tour.plan(tour.DEFAULT_BUDGET)}
+    assert list(quick) == ["cnn", "lstm", "gpt", "gan"]   # translation only with --full
+    assert quick["cnn"]["epochs"] == 3.0 and quick["lstm"]["max_steps"] == 900
+    half = {s.key: o for s, o in tour.plan(7.5)}
+    assert half["cnn"]["epochs"] == 1.5 and half["lstm"]["max_steps"] == 450
+    assert half["lstm"]["eval_every"] == 150 and {s.key: o for s, o in tour.plan(7)}["lstm"]["eval_every"] == 140
+    tiny = {s.key: o for s, o in tour.plan(0.01)}
+    assert tiny["lstm"]["max_steps"] == 20 and tiny["cnn"]["epochs"] == 0.02
+    full = {s.key: o for s, o in tour.plan(full=True)}
+    assert "translate" in full and full["cnn"] == {}   # the tasks' own (README) configurations
+    with pytest.raises(ConfigError, match="--budget"):
+        tour.plan(0)
+
+
+@pytest.fixture(scope="module")
+def short_tour(tmp_path_factory):
+    """A whole tour at a 0.6-minute budget: every stage trains briefly, every experiment runs (lighter)."""
+    out = tmp_path_factory.mktemp("tour")
+    result = pillars("tour", "--budget", "0.6", "--out", str(out), "--no-progress", timeout=900)
+    return out, result
+
+
+def test_short_tour_trains_all_four_pillars_above_chance(short_tour):
+    out, result = short_tour
+    summaries = {k: json.loads((out / k / "summary.json").read_text()) for k in ("cnn", "lstm", "gpt", "gan")}
+    assert all(s["status"] == "finished" for s in summaries.values())
+    # a few dozen steps each: far from the default tour's figures, but clear of chance
+    assert summaries["cnn"]["final"]["accuracy"] > 0.2   # 10 classes: chance is 0.1
+    for k in ("lstm", "gpt"):   # a uniform guess over the characters costs log2(V) bits
+        vocab = len(json.loads((out / k / "tokenizer.json").read_text())["vocab"])
+        assert summaries[k]["final"]["bits_per_char"] < math.log2(vocab) - 1.5, (k, vocab)
+    assert summaries["lstm"]["final"]["bits_per_char"] < summaries["lstm"]["baselines"]["unigram_bits_per_char"]
+    gan = summaries["gan"]
+    assert gan["final"]["fid_fashion"] < gan["baselines"]["fid_fashion_untrained_generator"] / 1.2
+    assert "tour done" in result.stderr and "pillars tour" in result.stderr   # the summary table
+    rows = (out / "results.md").read_text()
+    assert rows.count("\n| ") == 4 and "fashion-resnet" in rows and "Machine:" in rows
+
+
+def test_tour_resumes_and_refuses_other_flags(short_tour):
+    out, _ = short_tour
+    again = pillars("tour", "--budget", "0.6", "--out", str(out), "--no-progress")   # every stage is reused
+    assert "training examples" not in again.stderr and "tour done" in again.stderr
+    other = pillars("tour", "--budget", "3", "--out", str(out), "--no-progress", check=False)
+    assert other.returncode == 2 and "--budget" in other.stderr and "another --out" in other.stderr
+
+
+def browser():
+    from pathlib import Path
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver") or next((p for p in ("/usr/lib/chromium/chromedriver",)
+                                                   if Path(p).exists()), None)
+    return chromium, driver
+
+
+@pytest.mark.skipif(not all(browser()), reason="needs Debian's chromium and chromium-driver (`make test` installs "
+                                               "them when run as root: apt-get install chromium chromium-driver)")
+def test_report_renders_in_headless_chromium(short_tour):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    out, _ = short_tour
+    report = out / "report.html"
+    page = report.read_text()
+    assert "src=\"http" not in page and "href=\"http" not in page   # self-contained
+    for key in ("cnn", "lstm", "gpt", "gan"):
+        assert f'id="{key}"' in page
+    chromium, driver_path = browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        driver.get(report.resolve().as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])")
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1100, min(height, 16000))
+        driver.save_screenshot(str(out / "report-screenshot.png"))
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    finally:
+        driver.quit()
+    names = [alt for alt, *_ in images]
+    for expected in ("curves.png", "filters.png", "feature_maps.png", "translation.png", "memory_span.png",
+                     "attention_distance.png", "sample.png", "dynamics.png"):
+        assert expected in names, f"{expected} missing from the report"
+    broken = [(alt, w, h) for alt, complete, w, h in images if not complete or w == 0 or h == 0]
+    assert not broken, f"images that did not load: {broken}"
+    assert not errors, f"the page logged: {errors}"
+    assert (out / "report-screenshot.png").stat().st_size > 10_000
