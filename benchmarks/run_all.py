@@ -95,6 +95,26 @@ def table(runs: Path, tour_dir: Path) -> str:
         lines.append(row(f"`pillars tour`: {name}", tour_dir / key))
     for task in TASKS:
         lines.append(row(f"`pillars train {task}`", runs / task))
+    return "\n".join(lines) + race_table()
+
+
+def race_table() -> str:
+    """The rows of `python benchmarks/race.py` (benchmarks/race.json), if it has been run."""
+    path = ROOT / "benchmarks" / "race.json"
+    if not path.exists():
+        return "\n\n`python benchmarks/race.py` has not been run yet."
+    races = json.loads(path.read_text())
+    lines = ["\n\n| `python benchmarks/race.py`: time to | ours | reference recipe, re-implemented | ratio | "
+             "reference as published | share of the matmul peak, ours / reference | machine (load average) |",
+             "|---|---|---|---|---|---|---|"]
+    sec = lambda t: "not reached" if t is None else f"{t:.1f} s"  # noqa: E731
+    for race in races.values():
+        for r in race["rows"]:
+            ratio = f"{r['reference_s'] / r['ours_s']:.2f}x" if r["ours_s"] and r["reference_s"] else ""
+            lines.append(f"| {r['target']} | {sec(r['ours_s'])} ({r['ours']}) | {sec(r['reference_s'])} "
+                         f"({r['reference']}) | {ratio} | {sec(r['published_s'])} | {r['ours_efficiency']:.1%} / "
+                         f"{r['reference_efficiency']:.1%} | {race['machine']} ({race['load_average']}), "
+                         f"{race['date']} |")
     return "\n".join(lines)
 
 
