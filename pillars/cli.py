@@ -141,7 +141,7 @@ def cmd_train(args) -> int:
     if args.dry_run:   # one step and one evaluation batch, in a folder that is then removed
         cfg.update(max_steps=1, eval_batches=1)
         with tempfile.TemporaryDirectory(prefix="pillars-dry-run-") as tmp:
-            summary = train.fit(args.task, cfg, Path(tmp), progress=False, baselines=False)
+            summary = train.fit(args.task, cfg, Path(tmp), progress=False, baselines=False, whole_final_eval=False)
         console.print(f"dry run ok: {summary['final']}")
         return 0
     from pillars.train import init_process, new_run_dir

@@ -182,13 +182,13 @@ def _scale(stage: Stage, overrides: dict) -> float:
     return max(overrides.get(stage.scaled, base), 1e-9) / base
 
 
-def run_experiments(stage: Stage, out: Path, lighter: bool, console) -> dict:
+def run_experiments(stage: Stage, out: Path, lighter: bool, console, device: str = "auto") -> dict:
     """The stage's experiments (`pillars explain`) and samples; cached in the run folder."""
     run_dir = out / stage.key
     done = run_dir / "tour.json"
     if done.exists() and done.stat().st_mtime >= (run_dir / "summary.json").stat().st_mtime:
         return json.loads(done.read_text())
-    _, cfg, job, device = train.load_run(run_dir)
+    _, cfg, job, _ = train.load_run(run_dir, device)
     summary = json.loads((run_dir / "summary.json").read_text())
     log = console.print
     result: dict = {}
@@ -216,7 +216,9 @@ def run_experiments(stage: Stage, out: Path, lighter: bool, console) -> dict:
         result["text"] = generated_text(job)
     result["curves"] = "curves.png"
     plot_curves(run_dir, summary, run_dir / "curves.png")
-    done.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    tmp = done.with_name(".tour.json.tmp")
+    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(done)
     return result
 
 
@@ -316,7 +318,7 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
                 return None
             bar.advance(train_seconds(stage, overrides, full) + (CLASSIFIER_S if stage.key == "gan" else 0))
             bar.stage(f"[{i}/{len(stages)}] {stage.pillar}: experiments")
-            extra = run_experiments(stage, out, lighter, console)
+            extra = run_experiments(stage, out, lighter, console, device)
             bar.advance(stage.explain_s)
             results[stage.key] = {"summary": summary, **extra}
         if full:

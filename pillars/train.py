@@ -359,10 +359,11 @@ def _stop_on_signals():
 
 
 def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True,
-        console=None, baselines: bool = True, on_step=None) -> dict:
+        console=None, baselines: bool = True, on_step=None, whole_final_eval: bool = True) -> dict:
     """Train `task_name` with the resolved config `cfg` into `run_dir`; returns the summary. With
     `baselines`, the task's non-neural baselines are computed on the same test set at the end.
-    `on_step(step, total, info)` is called after every optimizer step (a caller's own progress display)."""
+    `on_step(step, total, info)` is called after every optimizer step (a caller's own progress display).
+    The final evaluation reads the whole test set unless `whole_final_eval` is false (a dry run)."""
     from rich.console import Console
     console = console or Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
     task = tasks.get(task_name)
@@ -463,7 +464,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     def run_eval(at: int) -> dict:
         nonlocal best
         # the final evaluation reads the whole test set, as the baselines do; eval_batches only shortens the others
-        result = evaluate_job(job, model, {**cfg, "eval_batches": 0} if at >= total else cfg, device, proc)
+        final = at >= total and whole_final_eval
+        result = evaluate_job(job, model, {**cfg, "eval_batches": 0} if final else cfg, device, proc)
         result["train_time_s"] = round(train_seconds(), 2)
         score = result[metric if metric in result else "loss"]
         if best is None or (score > best if task.higher_is_better else score < best):
