@@ -55,6 +55,7 @@ def result_text(s: dict) -> str:
 BASELINE_NAMES = {
     "kneser_ney_bits_per_char": ("Kneser-Ney", "{:.3f} bits/char"),
     "kneser_ney_perplexity": ("Kneser-Ney", "perplexity {:.1f}"),
+    "unigram_bits_per_char": ("character frequencies alone", "{:.3f} bits/char"),
     "seasonal_naive_mase": ("seasonal naive", "MASE {:.3f}"),
     "naive_mase": ("naive", "MASE {:.3f}"),
     "tfidf_logreg_accuracy": ("TF-IDF + logistic regression", "{:.2%}"),
@@ -84,8 +85,9 @@ def row(label: str, run_dir: Path) -> str:
     if "bleu" in s["final"]:
         s["beam"] = 1
     speed = (f"{s['tokens_per_s']:,.0f} tokens/s" if s.get("tokens_per_s") else f"{s['samples_per_s']:,.0f} samples/s")
+    precision = {"32": "fp32", "16": "fp16"}.get(s["precision"], s["precision"])
     return (f"| {label} | {result_text(s)} | {baseline_text(s)} | {s['train_time_s']:.0f} s, {s['steps']:,} steps, "
-            f"{speed}, {s['precision']} | {s['machine']}, torch {s['torch']} |")
+            f"{speed}, {precision} | {s['machine']}, torch {s['torch']} |")
 
 
 def table(runs: Path, tour_dir: Path) -> str:
@@ -105,7 +107,7 @@ def race_table() -> str:
         return "\n\n`python benchmarks/race.py` has not been run yet."
     races = json.loads(path.read_text())
     lines = ["\n\n| `python benchmarks/race.py`: time to | ours | reference recipe, re-implemented | ratio | "
-             "reference as published | share of the matmul peak, ours / reference | machine (load average) |",
+             "reference as published | share of the matmul peak, ours / reference | machine (1-min load average at the end; the race itself keeps 2 threads busy) |",
              "|---|---|---|---|---|---|---|"]
     sec = lambda t: "not reached" if t is None else f"{t:.1f} s"  # noqa: E731
     for race in races.values():

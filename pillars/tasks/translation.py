@@ -100,11 +100,11 @@ def build_translation(cfg: dict, device: torch.device) -> Job:
 
     index = torch.arange(len(test_pairs))
     example = next((s for s, _ in test_pairs if 12 <= len(s.split()) <= 24), test_pairs[0][0])
+    samples = [p for p in test_pairs if 8 <= len(p[0].split()) <= 20][:5] or test_pairs[:5]   # for the tour's report
     return Job(model=model, train=TensorBatches((train_src.to(device), train_tgt.to(device)), cfg["batch_size"],
                                                 cfg["seed"]),
                test=(test_src.to(device), test_tgt.to(device), index.to(device)), loss=loss, eval_sums=eval_sums,
-               summary=summary, tokenizer=tok, info={"example_source": example,
-                                                        "samples": [p for p in test_pairs if 8 <= len(p[0].split()) <= 20][:5]})
+               summary=summary, tokenizer=tok, info={"example_source": example, "samples": samples})
 
 
 register(Task(
