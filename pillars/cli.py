@@ -476,8 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     to = sub.add_parser("tour", help="train a CNN, an LSTM, a Transformer and a GAN on real data and write a "
                                      "report of what each learned (about 15 minutes on 2 CPU cores)")
-    to.add_argument("--budget", type=float, default=15.0, help="minutes of the whole tour on 2 CPU cores (the "
-                                                               "networks train in proportion; default 15)")
+    to.add_argument("--budget", type=float, default=15.0, help="about the minutes of the tour on 2 CPU cores (default "
+                                                               "15): the networks' training scales with it; the "
+                                                               "experiments and baselines add ~3 minutes whatever it is")
     to.add_argument("--full", action="store_true", help="the README's configurations, plus translation and the "
                                                         "transfer curve (hours on a CPU)")
     to.add_argument("--out", default="runs/tour", help="the tour's folder (default runs/tour); a second run "
