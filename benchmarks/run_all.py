@@ -82,8 +82,9 @@ def row(label: str, run_dir: Path) -> str:
     if not path.exists() or json.loads(path.read_text()).get("status") != "finished":
         return f"| {label} | not run yet | | | |"
     s = json.loads(path.read_text())
-    if "bleu" in s["final"]:
-        s["beam"] = 1
+    if "bleu" in s["final"]:   # the decoding of the run's own evaluation
+        from pillars.config import read_toml
+        s["beam"] = read_toml(run_dir / "config.toml").get("beam", 1)
     speed = (f"{s['tokens_per_s']:,.0f} tokens/s" if s.get("tokens_per_s") else f"{s['samples_per_s']:,.0f} samples/s")
     precision = {"32": "fp32", "16": "fp16"}.get(s["precision"], s["precision"])
     return (f"| {label} | {result_text(s)} | {baseline_text(s)} | {s['train_time_s']:.0f} s, {s['steps']:,} steps, "

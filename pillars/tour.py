@@ -138,7 +138,8 @@ class Progress:
 def _check_same(run_dir: Path, cfg: dict, out: Path) -> None:
     saved = read_toml(run_dir / "config.toml")
     saved.pop("task", None)
-    changed = {k: (saved[k], cfg[k]) for k in cfg if k in saved and saved[k] != cfg[k]}
+    where = {"device"}   # where a stage runs is not what it is: a tour may continue on another device
+    changed = {k: (saved[k], cfg[k]) for k in cfg if k in saved and k not in where and saved[k] != cfg[k]}
     if changed:
         diff = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
         raise ConfigError(f"{run_dir} was trained with other settings than this tour asks for ({diff}): {out} "
@@ -159,6 +160,7 @@ def run_stage(stage: Stage, overrides: dict, out: Path, progress: Progress, cons
         summary = json.loads(summary_path.read_text())
         if summary.get("status") == "finished":
             return summary
+        summary_path.unlink()   # an interrupted run's summary: fit resumes from the checkpoint and writes a new one
     resume = bool(train.checkpoints(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -294,7 +296,9 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
             raise ConfigError(f"{out} holds a tour started with {flags(before)}; this one asks for {flags(asked)}. "
                               f"Run it again with {flags(before)}, choose another --out, or delete {out}")
     else:
-        meta_path.write_text(json.dumps({**asked, "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+        tmp = meta_path.with_name(".tour-plan.json.tmp")
+        tmp.write_text(json.dumps({**asked, "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+        tmp.replace(meta_path)
 
     t0 = time.time()
     fetch_s = 10.0 * len({d for s, _ in stages for d in s.datasets})
@@ -325,7 +329,8 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
             from pillars import experiments
             bar.stage("transfer learning: pretrained vs from scratch")
             table = experiments.transfer_curve(out / "transfer", log=console.print,
-                                               extra={"eval_batches": 4})
+                                               extra={"eval_batches": 4,
+                                                      **({"device": device} if device != "auto" else {})})
             if not table:
                 return None
             bar.advance(TRANSFER_S)

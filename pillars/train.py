@@ -307,6 +307,8 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():   # drop what a killed run logged past its checkpoint
             kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) <= resume_step]
             self.path.write_text("".join(ln + "\n" for ln in kept))
+        elif resume_step is None and self.path.exists():   # a fresh start in a folder a killed run left behind
+            self.path.unlink()
         self.tb = SummaryWriter(str(run_dir), purge_step=resume_step + 1 if resume_step is not None else None)
 
     def write(self, step: int, split: str, values: dict) -> None:
@@ -597,7 +599,9 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
             if summary["baselines"]:
                 console.print("baselines on the same test set: "
                               + "  ".join(f"{k} {v:.4f}" for k, v in summary["baselines"].items()))
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        tmp = run_dir / ".summary.json.tmp"   # atomic: a kill mid-write leaves the previous file or none
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(run_dir / "summary.json")
         console.print(f"[bold green]done[/]: {summary['metric']} {result.get(summary['metric'], float('nan')):.4f} "
                       f"after {step} steps in {wall:.0f} s ("
                       + (f"{summary['tokens_per_s']:,.0f} tokens/s" if tps
