@@ -54,6 +54,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import matmul_rate  # noqa: E402
 from pillars import data, train  # noqa: E402
+from pillars.config import write_text_atomic  # noqa: E402
 from pillars.models import rnn  # noqa: E402
 from pillars.tasks.images import scaled_pixels  # noqa: E402
 
@@ -269,7 +270,10 @@ def our_step_flops(run_dir: Path) -> tuple[float, str]:
     if isinstance(job.model, rnn.LanguageModel):   # the counter cannot see inside the fused LSTM kernel:
         from benchmarks.rnn import forward_flops_per_token   # count from the shapes, as benchmarks/rnn.py does
         return 3.0 * forward_flops_per_token(job.model.cfg) * batch[0].numel(), cfg["precision"]
-    loss_fn = lambda m, b: (lambda out: out[0] if isinstance(out, tuple) else out)(job.loss(m, b))  # noqa: E731
+
+    def loss_fn(model, batch):   # a job's loss may come with figures to log: (loss, extras)
+        out = job.loss(model, batch)
+        return out[0] if isinstance(out, tuple) else out
     return step_flops(job.model, loss_fn, batch, cfg["precision"]), cfg["precision"]
 
 
@@ -294,9 +298,7 @@ def record(name: str, rows: list[dict]) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     results[name] = {"rows": rows, "machine": f"{train.machine_name()}, torch {torch.__version__}",
                      "load_average": round(load, 2), "date": time.strftime("%Y-%m-%d")}
-    tmp = RESULTS.with_name(".race.json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(RESULTS)
+    write_text_atomic(RESULTS, json.dumps(results, indent=2) + "\n")
 
 
 def race_fashion(args, peaks) -> None:

@@ -64,7 +64,7 @@ def cmd_data_info(args) -> int:
 def cmd_data_export(args) -> int:
     """A text corpus as one UTF-8 file (for the text-file task, or any other tool)."""
     from pillars import data
-    from pillars.config import ConfigError
+    from pillars.config import ConfigError, write_text_atomic
     from pillars.data.text import as_text
     arrays = data.load(args.name, log=lambda s: console.print(s))
     if "text" not in arrays or "train_text" not in arrays:
@@ -72,9 +72,7 @@ def cmd_data_export(args) -> int:
                           "or bible-web")
     path = Path(args.out)
     text = as_text(arrays["text"])
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, text)
     out.print(f"wrote {len(text):,} characters of {args.name} to {path}")
     return 0
 
@@ -270,24 +268,19 @@ def sample_images(args, job, device) -> int:
 
 
 def cmd_translate(args) -> int:
-    import torch
     from pillars import train
     from pillars.config import ConfigError
     from pillars.models.transformer import Seq2SeqTransformer
-    from pillars.tasks.translation import padded, trimmed
-    _, cfg, job, device = train.load_run(Path(args.run_dir), args.device)
+    from pillars.tasks.translation import translate
+    _, cfg, job, _ = train.load_run(Path(args.run_dir), args.device)
     if not isinstance(job.model, Seq2SeqTransformer):
         raise ConfigError(f"{args.run_dir} is not a translation run; translate takes runs of bible-translate")
     if args.beam < 1:
         raise ConfigError("--beam must be at least 1 (1: greedy)")
-    model, tok = job.model.eval(), job.tokenizer
-    src = trimmed(padded([tok.encode(s) for s in args.sentences], cfg["max_tokens"])).to(device)
-    with torch.no_grad():
-        ids = (model.beam_search(src, args.beam, length_penalty=cfg["length_penalty"]) if args.beam > 1
-               else model.greedy(src))
-    for sentence, out_ids in zip(args.sentences, ids):   # translations on stdout, one a line
+    for sentence, translation in zip(args.sentences, translate(job.model, job.tokenizer, args.sentences, cfg,
+                                                               args.beam)):   # translations on stdout, one a line
         console.print(f"[dim]{sentence}[/]")
-        print(tok.decode(out_ids))
+        print(translation)
     return 0
 
 

@@ -91,7 +91,14 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
 
 
-def write_toml(path: Path, data: dict) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file (UTF-8) through a temporary file and a rename: a kill mid-write leaves the previous
+    file or none, never a truncated one."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(tomli_w.dumps(data))
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_toml(path: Path, data: dict) -> None:
+    write_text_atomic(path, tomli_w.dumps(data))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 from pillars import explain, train
-from pillars.config import ConfigError, read_toml
+from pillars.config import ConfigError, read_toml, write_text_atomic
 from pillars.plots import image_grid, pyplot, save_image_grid
 
 DEFAULT_BUDGET = 15.0   # minutes
@@ -218,9 +217,7 @@ def run_experiments(stage: Stage, out: Path, lighter: bool, console, device: str
         result["text"] = generated_text(job)
     result["curves"] = "curves.png"
     plot_curves(run_dir, summary, run_dir / "curves.png")
-    tmp = done.with_name(".tour.json.tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(done)
+    write_text_atomic(done, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result
 
 
@@ -235,16 +232,12 @@ def generated_text(job, prompt: str = "The Congress", length: int = 400, seed: i
 
 
 def translations(job, cfg: dict, n: int = 5) -> list[dict]:
-    from pillars.tasks.translation import padded, trimmed
-    model, tok = job.model.eval(), job.tokenizer
+    from pillars.tasks.translation import translate
     pairs = job.info.get("samples", [])[:n]
     if not pairs:
         return []
-    device = next(model.parameters()).device
-    src = trimmed(padded([tok.encode(s) for s, _ in pairs], cfg["max_tokens"])).to(device)
-    with torch.no_grad():
-        ids = model.beam_search(src, 4, length_penalty=cfg["length_penalty"])
-    return [{"source": s, "reference": r, "output": tok.decode(i)} for (s, r), i in zip(pairs, ids)]
+    outputs = translate(job.model, job.tokenizer, [s for s, _ in pairs], cfg, beam=4)
+    return [{"source": s, "reference": r, "output": o} for (s, r), o in zip(pairs, outputs)]
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -296,9 +289,7 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
             raise ConfigError(f"{out} holds a tour started with {flags(before)}; this one asks for {flags(asked)}. "
                               f"Run it again with {flags(before)}, choose another --out, or delete {out}")
     else:
-        tmp = meta_path.with_name(".tour-plan.json.tmp")
-        tmp.write_text(json.dumps({**asked, "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
-        tmp.replace(meta_path)
+        write_text_atomic(meta_path, json.dumps({**asked, "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
 
     t0 = time.time()
     fetch_s = 10.0 * len({d for s, _ in stages for d in s.datasets})
@@ -338,7 +329,7 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
     rows = summary_rows(stages, results)
     wall = time.time() - t0
     write_report(out, stages, results, rows, budget, full, wall)
-    (out / "results.md").write_text(results_markdown(rows, machine()) + "\n")
+    (out / "results.md").write_text(results_markdown(rows, train.machine_name()) + "\n")
     print_table(rows, console)
     console.print(f"[bold green]tour done[/] in {wall / 60:.1f} min (this invocation) -> {out / 'report.html'}")
     return {"rows": rows, "report": str(out / "report.html"), "wall_s": wall}
@@ -383,14 +374,8 @@ def summary_rows(stages, results: dict) -> list[dict]:
                                + f" at {' / '.join(str(n) for n in ns)} labels per class",
                      "baseline": "from scratch " + " / ".join(f"{t['scratch'][n]['mean']:.1%}" for n in ns),
                      "chance": "10%", "train_s": 0, "steps": 0, "epochs": 0, "parameters": 0, "precision": "",
-                     "machine": machine()})
+                     "machine": train.machine_name()})
     return rows
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def results_markdown(rows: list[dict], machine_name: str) -> str:
@@ -466,7 +451,7 @@ def _img(path: Path, caption: str) -> str:
 def write_report(out: Path, stages, results: dict, rows: list[dict], budget: float, full: bool, wall: float) -> Path:
     esc = html.escape
     parts = [f"<h1>pillars tour</h1><p class=meta>{'--full' if full else f'budget {budget:g} minutes'} · "
-             f"{esc(machine())} · torch {esc(torch.__version__)} · written {time.strftime('%Y-%m-%d %H:%M')}</p>",
+             f"{esc(train.machine_name())} · torch {esc(torch.__version__)} · written {time.strftime('%Y-%m-%d %H:%M')}</p>",
              "<table><tr><th>pillar</th><th>task</th><th>result</th><th>baseline on the same test set</th>"
              "<th>chance</th><th>training</th></tr>"]
     for r in rows:
@@ -521,9 +506,7 @@ def write_report(out: Path, stages, results: dict, rows: list[dict], budget: flo
             ".meta{color:#666;font-size:13px}.pair{display:flex;gap:1em}.pair figure{flex:1}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>\n")
     path = out / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, page)
     return path
 
 

@@ -33,7 +33,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from pillars import tasks
-from pillars.config import ConfigError, apply_overrides, defaults_of, read_toml, write_toml
+from pillars.config import ConfigError, apply_overrides, defaults_of, read_toml, write_text_atomic, write_toml
 from pillars.data.batches import eval_batches
 from pillars.plots import save_image_grid
 
@@ -599,9 +599,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
             if summary["baselines"]:
                 console.print("baselines on the same test set: "
                               + "  ".join(f"{k} {v:.4f}" for k, v in summary["baselines"].items()))
-        tmp = run_dir / ".summary.json.tmp"   # atomic: a kill mid-write leaves the previous file or none
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(run_dir / "summary.json")
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         console.print(f"[bold green]done[/]: {summary['metric']} {result.get(summary['metric'], float('nan')):.4f} "
                       f"after {step} steps in {wall:.0f} s ("
                       + (f"{summary['tokens_per_s']:,.0f} tokens/s" if tps

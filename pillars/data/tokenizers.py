@@ -42,9 +42,8 @@ class Tokenizer:
         return {"kind": self.kind, "vocab": self.vocab}
 
     def save(self, path: Path) -> None:
-        tmp = Path(path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), ensure_ascii=False))
-        tmp.replace(path)
+        from pillars.config import write_text_atomic
+        write_text_atomic(path, json.dumps(self.to_json(), ensure_ascii=False))
 
 
 class CharTokenizer(Tokenizer):

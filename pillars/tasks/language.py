@@ -141,9 +141,9 @@ def cached_baselines(compute, *inputs) -> dict:
     of those, so runs on the same split (an LSTM and a GPT, a rerun) share them."""
     import hashlib
     import json
-    import os
 
     from pillars import data
+    from pillars.config import write_text_atomic
     h = hashlib.sha256()
     for x in inputs:
         h.update(x.tobytes() if isinstance(x, np.ndarray) else repr(x).encode())
@@ -152,9 +152,7 @@ def cached_baselines(compute, *inputs) -> dict:
         return json.loads(path.read_text())
     result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(result) + "\n")
     return result
 
 

@@ -56,6 +56,19 @@ def trimmed(x: torch.Tensor) -> torch.Tensor:
     return x[:, :max(1, int((x != 0).sum(1).max()))]
 
 
+@torch.no_grad()
+def decode(model, src: torch.Tensor, beam: int, length_penalty: float) -> list:
+    """Output token ids for a padded source batch: beam search with `beam` > 1, greedy with 1."""
+    return model.beam_search(src, beam, length_penalty=length_penalty) if beam > 1 else model.greedy(src)
+
+
+def translate(model, tok, sentences: list[str], cfg: dict, beam: int) -> list[str]:
+    """Sentences in, translations out, as `pillars translate` and the tour's report show them."""
+    device = next(model.parameters()).device
+    src = trimmed(padded([tok.encode(s) for s in sentences], cfg["max_tokens"])).to(device)
+    return [tok.decode(ids) for ids in decode(model.eval(), src, beam, cfg["length_penalty"])]
+
+
 def build_translation(cfg: dict, device: torch.device) -> Job:
     train_pairs, test_pairs = sentence_pairs(cfg)
     tok = BPETokenizer.train([s for pair in train_pairs for s in pair], cfg["vocab_size"], specials=(PAD, BOS, EOS))
@@ -88,10 +101,7 @@ def build_translation(cfg: dict, device: torch.device) -> Job:
         src, tgt, index = batch
         logits, target = teacher_forced(model, src, tgt)
         sums = metrics.token_sums(logits, target, pad=0)
-        src = trimmed(src)
-        ids = (model.beam_search(src, cfg["beam"], length_penalty=cfg["length_penalty"]) if cfg["beam"] > 1
-               else model.greedy(src))
-        hypotheses = [tok.decode(i) for i in ids]
+        hypotheses = [tok.decode(i) for i in decode(model, trimmed(src), cfg["beam"], cfg["length_penalty"])]
         return {**sums, **metrics.translation_sums(hypotheses, [references[i] for i in index.tolist()],
                                                    device=src.device)}
 
