@@ -62,14 +62,28 @@ def cmd_data_info(args) -> int:
 
 
 def cmd_data_export(args) -> int:
-    """A text corpus as one UTF-8 file (for the text-file task, or any other tool)."""
+    """A text corpus as one UTF-8 file (for the text-file task, or any other tool); a set of photos as files
+    in a folder."""
     from pillars import data
     from pillars.config import ConfigError, write_text_atomic
+    from pillars.data.registry import atomic_copy
     from pillars.data.text import as_text
+    from pillars.data.vision import PHOTOS_KIND
+    ds = data.get(args.name)
+    if ds.kind == PHOTOS_KIND:
+        folder = Path(args.out)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder} is a file; {args.name} is a set of photos: give a folder to write them to")
+        paths = data.fetch(args.name, log=lambda s: console.print(s))
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, path in paths.items():
+            atomic_copy(path, folder / name)
+            out.print(f"{folder / name}: {ds.meta['photos'][name]}")
+        return 0
     arrays = data.load(args.name, log=lambda s: console.print(s))
     if "text" not in arrays or "train_text" not in arrays:
-        raise ConfigError(f"{args.name} is not a text corpus; export takes a language-model corpus: sotu, brown "
-                          "or bible-web")
+        raise ConfigError(f"{args.name} is not a text corpus or a set of photos; export takes sotu, brown, "
+                          "bible-web or product-photos")
     path = Path(args.out)
     text = as_text(arrays["text"])
     write_text_atomic(path, text)
@@ -116,12 +130,9 @@ def cmd_train(args) -> int:
         run_dir = Path(args.resume)
         if not (run_dir / "config.toml").exists():
             raise config.ConfigError(f"--resume {run_dir}: not a run folder (no config.toml)")
-        saved = config.read_toml(run_dir / "config.toml")
-        task_name = saved.pop("task")
+        task_name, cfg = train.saved_config(run_dir)
         if args.task and args.task != task_name:
             raise config.ConfigError(f"{run_dir} is a run of {task_name}, not {args.task}")
-        cfg = train.resolve_config(task_name)
-        cfg = config.apply_overrides(cfg, saved, str(run_dir / "config.toml"))
         changed = {k: v for k, v in config.apply_overrides(cfg, overrides, "the command line").items()
                    if v != cfg[k]}
         if changed:
@@ -175,25 +186,24 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    import numpy as np
     import torch
     from pillars import train
-    from pillars.config import ConfigError
-    from pillars.data.folder import open_image, to_array
+    from pillars.data.folder import as_fashion_mnist, open_image, to_array
     from pillars.tasks import normalised, scaled_pixels
-    _, _, job, device = train.load_run(Path(args.run_dir), args.device)
-    spec = job.inputs
-    if spec is None:
-        raise ConfigError(f"{args.run_dir} is not an image classifier; predict takes runs of image tasks")
-    model = job.model.eval()
+    model, spec, device = train.load_classifier(Path(args.run_dir), args.device)
+    model.eval()
     for path in args.images:
-        # light-on-dark datasets show whole centred objects: pad to a square rather than crop
-        pixels = to_array(open_image(Path(path)), spec.size, spec.channels,
-                          fit="pad" if spec.light_on_dark else "crop")
+        image = open_image(Path(path))
+        if spec.light_on_dark:   # whole objects, light on black: convert the photo as those images were made
+            pixels, invert = as_fashion_mnist(image, spec.size, args.invert)
+            if spec.channels == 3:
+                pixels = np.repeat(pixels[..., None], 3, -1)
+        else:
+            pixels, invert = to_array(image, spec.size, spec.channels), args.invert == "yes"
+            if invert:
+                pixels = 255 - pixels
         x = scaled_pixels(pixels[None])
-        border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1).mean().item()
-        invert = args.invert == "yes" or (args.invert == "auto" and spec.light_on_dark and border > 0.5)
-        if invert:   # a photo on a light background, for a model trained on light objects on black
-            x = 1 - x
         with torch.no_grad():
             probs = model(normalised(x, spec.mean, spec.std).to(device)).float().softmax(-1)[0].cpu()
         top = probs.topk(min(args.top_k, len(probs)))
@@ -432,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", dest="top_k", type=int, default=3)
     pr.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                     help="invert the grey levels; auto: when the model was trained on light objects on black "
-                         "and the image's border is light")
+                         "(Fashion-MNIST, MNIST) and the photo's corners are light")
     pr.add_argument("--device", default="cpu", choices=DEVICES)
     pr.set_defaults(fn=cmd_predict)
 
@@ -504,9 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--all", action="store_true")
     df.set_defaults(fn=cmd_data_fetch)
     de = dsub.add_parser("export", help="a text corpus as one UTF-8 file (sotu: the addresses in year order, "
-                                        "a blank line between them)")
+                                        "a blank line between them), or product-photos as JPEG files in a folder")
     de.add_argument("name")
-    de.add_argument("out", help="the file to write")
+    de.add_argument("out", help="the file to write (a folder for product-photos)")
     de.set_defaults(fn=cmd_data_export)
     di = dsub.add_parser("info", help="a dataset's sources, files and checksums")
     di.add_argument("name")

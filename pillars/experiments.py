@@ -18,11 +18,17 @@ from pillars.plots import finish_line_plot, pyplot
 
 
 def run_once(task: str, overrides: dict, run_dir: Path, log=print) -> dict:
-    """Train `task` into `run_dir` unless it is already finished there; resume it if it was cut off."""
+    """Train `task` into `run_dir` unless it is already finished there; resume it if it was cut off. A
+    folder made with other settings is an error, not a result to reuse."""
+    cfg = train.resolve_config(task, overrides={k: str(v) for k, v in overrides.items()})
+    if (run_dir / "config.toml").exists():
+        diff = train.settings_changed(run_dir, task, cfg)
+        if diff:
+            raise train.ConfigError(f"{run_dir} was trained with other settings ({diff}). Give the experiment "
+                                    "another --out folder, or delete that run folder to train it again")
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
         return json.loads(summary_path.read_text())
-    cfg = train.resolve_config(task, overrides={k: str(v) for k, v in overrides.items()})
     resume = bool(train.checkpoints(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     log(f"{'resuming' if resume else 'training'} {run_dir.name}")

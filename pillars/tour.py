@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from pillars import explain, train
-from pillars.config import ConfigError, read_toml, write_text_atomic
+from pillars.config import ConfigError, write_text_atomic
 from pillars.plots import image_grid, pyplot, save_image_grid
 
 DEFAULT_BUDGET = 15.0   # minutes
@@ -134,13 +134,9 @@ class Progress:
         self.bar.update(self.task, completed=self.done)
 
 
-def _check_same(run_dir: Path, cfg: dict, out: Path) -> None:
-    saved = read_toml(run_dir / "config.toml")
-    saved.pop("task", None)
-    where = {"device"}   # where a stage runs is not what it is: a tour may continue on another device
-    changed = {k: (saved[k], cfg[k]) for k in cfg if k in saved and k not in where and saved[k] != cfg[k]}
-    if changed:
-        diff = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+def _check_same(run_dir: Path, task: str, cfg: dict, out: Path) -> None:
+    diff = train.settings_changed(run_dir, task, cfg)
+    if diff:
         raise ConfigError(f"{run_dir} was trained with other settings than this tour asks for ({diff}): {out} "
                           f"holds a tour started with another --budget or --full. Run it again with the same "
                           f"flags, choose another --out, or delete {out}")
@@ -154,7 +150,7 @@ def run_stage(stage: Stage, overrides: dict, out: Path, progress: Progress, cons
                                                       **({"device": device} if device != "auto" else {})})
     summary_path = run_dir / "summary.json"
     if (run_dir / "config.toml").exists():
-        _check_same(run_dir, cfg, out)
+        _check_same(run_dir, stage.task, cfg, out)
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         if summary.get("status") == "finished":

@@ -13,6 +13,7 @@ any point and resumed from its last checkpoint therefore ends, on the CPU, with 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -35,6 +36,7 @@ import torch.nn as nn
 from pillars import tasks
 from pillars.config import ConfigError, apply_overrides, defaults_of, read_toml, write_text_atomic, write_toml
 from pillars.data.batches import eval_batches
+from pillars.data.registry import DataError
 from pillars.plots import save_image_grid
 
 
@@ -103,6 +105,9 @@ def check_config(cfg: dict) -> None:
             low = 1 if key in at_least_one else 0
             if value < low:
                 raise ConfigError(f"{key} must be at least {low}, not {value}")
+    for key in ("erase", "val_fraction", "test_fraction", "dropout"):   # probabilities and fractions
+        if key in cfg and cfg[key] > 1:
+            raise ConfigError(f"{key} is a fraction between 0 and 1, not {cfg[key]}")
     if cfg["epochs"] <= 0 and cfg["max_steps"] <= 0:
         raise ConfigError("set epochs or max_steps to a positive number")
 
@@ -438,6 +443,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         write_toml(run_dir / "config.toml", {"task": task_name, **cfg})
         if job.tokenizer is not None:
             job.tokenizer.save(run_dir / "tokenizer.json")
+        if job.inputs is not None:   # what predict needs to turn a photo into an input, without the data
+            write_text_atomic(run_dir / "inputs.json", json.dumps(dataclasses.asdict(job.inputs), indent=2) + "\n")
         console.print(f"[bold]{task_name}[/]: {task.description}\n  {n_params:,} parameters, {len(job.train):,} "
                       f"training examples, {total} steps of {cfg['batch_size']} on {device} x{world}, "
                       f"precision {cfg['precision']} -> {run_dir}")
@@ -624,26 +631,53 @@ def machine_name() -> str:
 
 # ----------------------------------------------------------------------------- runs after training
 
-def load_run(run_dir: Path, device_name: str = "auto",
-             overrides: dict | None = None) -> tuple[str, dict, tasks.Job, torch.device]:
-    """Rebuild a finished (or checkpointed) run's job with its trained weights; `overrides` change keys
-    that act at evaluation (a translation's beam, test-time flips), not the model's shape."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").exists():
-        raise ConfigError(f"{run_dir} is not a run folder (it has no config.toml)")
-    saved = read_toml(run_dir / "config.toml")
-    task_name = saved.pop("task")
-    cfg = apply_overrides(default_config(tasks.get(task_name)), saved, str(run_dir / "config.toml"))
-    cfg = apply_overrides(cfg, overrides or {}, "the command line")
-    device = resolve_device(device_name)
-    job = tasks.get(task_name).build(cfg, device)
-    job.model.to(device)
+def weights_path(run_dir: Path) -> Path:
+    """A run's final weights, or its last checkpoint's while it is training."""
     weights = run_dir / "model.safetensors"
     if not weights.exists():
         found = checkpoints(run_dir)
         if not found:
             raise ConfigError(f"{run_dir} has no weights yet (no model.safetensors and no checkpoint)")
         weights = found[-1] / "model.safetensors"
+    return weights
+
+
+def saved_config(run_dir: Path) -> tuple[str, dict]:
+    """The task and whole configuration a run folder was trained with (its config.toml over the defaults)."""
+    path = Path(run_dir) / "config.toml"
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a run folder (it has no config.toml)")
+    saved = read_toml(path)
+    task_name = saved.pop("task", None)
+    if task_name is None:
+        raise ConfigError(f"{path} names no task; it was not written by pillars train")
+    return task_name, apply_overrides(default_config(tasks.get(task_name)), saved, str(path))
+
+
+# where a run trains is not what it is: a run may continue on another device
+_WHERE = {"device"}
+
+
+def settings_changed(run_dir: Path, task_name: str, cfg: dict) -> str:
+    """"" when `run_dir` was trained as `task_name` with `cfg` (the device aside), else what differs."""
+    saved_task, saved = saved_config(run_dir)
+    if saved_task != task_name:
+        return f"task {saved_task} -> {task_name}"
+    return ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in sorted(cfg.items())
+                     if k not in _WHERE and saved.get(k) != v)
+
+
+def load_run(run_dir: Path, device_name: str = "auto",
+             overrides: dict | None = None) -> tuple[str, dict, tasks.Job, torch.device]:
+    """Rebuild a finished (or checkpointed) run's job with its trained weights; `overrides` change keys
+    that act at evaluation (a translation's beam, test-time flips), not the model's shape."""
+    run_dir = Path(run_dir)
+    task_name, cfg = saved_config(run_dir)
+    cfg = apply_overrides(cfg, overrides or {}, "the command line")
+    device = resolve_device(device_name)
+    job = tasks.get(task_name).build(cfg, device)
+    job.model.to(device)
+    weights = weights_path(run_dir)
     try:
         load_weights(job.model, weights)
     except (RuntimeError, ValueError):
@@ -658,6 +692,35 @@ def load_run(run_dir: Path, device_name: str = "auto",
             raise ConfigError(f"the training text of {run_dir} has changed since it was trained: its vocabulary "
                               f"differs from {saved_tok}. Restore the text it was trained on, or train again")
     return task_name, cfg, job, device
+
+
+def load_classifier(run_dir: Path, device_name: str = "cpu") -> tuple[nn.Module, "tasks.ImageInputs", torch.device]:
+    """An image run's trained model and its inputs (channels, size, normalisation, classes). A task with a
+    `predictor` rebuilds the model from the run's inputs.json without reading its training images (a
+    user's folder may have moved); the others rebuild the whole job."""
+    run_dir = Path(run_dir)
+    task_name, cfg = saved_config(run_dir)
+    task = tasks.get(task_name)
+    if task.predictor is not None and (run_dir / "inputs.json").exists():
+        try:
+            inputs = tasks.ImageInputs(**json.loads((run_dir / "inputs.json").read_text()))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{run_dir / 'inputs.json'} is damaged ({e}); it is written by pillars train "
+                              "and should not be edited. Train the run again") from None
+        device = resolve_device(device_name)
+        model = task.predictor(cfg, inputs).to(device)
+        load_weights(model, weights_path(run_dir))
+        return model, inputs, device
+    try:
+        _, _, job, device = load_run(run_dir, device_name)
+    except DataError as e:
+        if task.predictor is None:
+            raise
+        raise DataError(f"{run_dir} was trained before runs kept their inputs.json, so its training data is read "
+                        f"again to rebuild it, and that failed: {e}") from None
+    if job.inputs is None:
+        raise ConfigError(f"{run_dir} is not an image classifier; predict takes runs of image tasks")
+    return job.model, job.inputs, device
 
 
 def evaluate_run(run_dir: Path, device_name: str = "auto", overrides: dict | None = None) -> dict:

@@ -73,6 +73,22 @@ def test_random_crop_shifts_and_flip_mirrors():
     assert torch.equal(transforms.shift(x, 1)[..., 1:], x[..., :-1])
 
 
+def test_random_erase_replaces_one_rectangle_of_the_drawn_size():
+    torch.manual_seed(0)
+    x = torch.full((500, 1, 28, 28), 7.0)
+    assert torch.equal(transforms.random_erase(x, 0.0), x)
+    out = transforms.random_erase(x, 1.0)
+    changed = out != 7.0
+    fractions = changed.float().mean((1, 2, 3))
+    assert fractions.min() > 0.005 and fractions.max() < 0.45   # area 2-40%, clipped rectangles smaller
+    assert 0.15 < fractions.mean() < 0.25                        # mean area ~0.21 before clipping
+    for m in changed[:50, 0]:   # the erased pixels form one axis-aligned rectangle
+        rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+        assert m.sum() == len(rows) * len(cols) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    half = transforms.random_erase(x, 0.5)
+    assert 0.4 < (half != 7.0).flatten(1).any(1).float().mean() < 0.6
+
+
 @pytest.fixture
 def folder(tmp_path, fashion):
     """A user's folder: three Fashion-MNIST classes as PNG and JPEG files of several sizes and modes."""
@@ -107,7 +123,8 @@ def test_image_folder_task_learns(folder, tmp_path):
     import json
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final"]["accuracy"] >= 0.8, summary
-    r = pillars("predict", str(run), str(folder / "sneaker" / "0.jpg"), "--top-k", "2")
+    moved = folder.rename(folder.with_name("moved"))   # predict reads the run's inputs.json, not the folder
+    r = pillars("predict", str(run), str(moved / "sneaker" / "0.jpg"), "--top-k", "2")
     assert top_class(r.stdout) == "sneaker"
 
 
@@ -145,10 +162,50 @@ def test_predict_inverts_a_photo_on_a_light_background(tmp_path, fashion):
     assert "inverted" in r.stdout and top_class(r.stdout) == "trouser"
 
 
+def test_a_photo_is_converted_as_fashion_mnist_was_made(fashion):
+    """A test image drawn dark on light grey, small and off-centre in a large photo, comes back as itself:
+    trimmed to the object, longest edge 28, centred, negated, background black."""
+    from pillars.data.folder import as_fashion_mnist
+    i = int(np.flatnonzero(fashion["test_y"] == 9)[0])      # an ankle boot: touches the frame's left and right
+    original = fashion["test_x"][i]
+    rows, cols = np.flatnonzero(original.max(1) > 0), np.flatnonzero(original.max(0) > 0)
+    item = original[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    big = Image.fromarray(255 - item).resize((item.shape[1] * 10, item.shape[0] * 10), Image.Resampling.LANCZOS)
+    photo = Image.new("L", (900, 700), 255)
+    photo.paste(big, (500, 60))
+    photo = Image.fromarray((np.asarray(photo) * 0.9).astype(np.uint8)).convert("RGB")   # light grey, not white
+    pixels, negated = as_fashion_mnist(photo, 28)
+    assert negated and pixels.shape == (28, 28) and pixels.dtype == np.uint8
+    assert pixels[0, 0] == pixels[-1, -1] == 0                               # the background is black again
+    assert np.corrcoef(pixels.ravel().astype(float), original.ravel().astype(float))[0, 1] > 0.9
+    dark, negated = as_fashion_mnist(Image.fromarray(original).convert("RGB"), 28)
+    assert not negated and np.corrcoef(dark.ravel().astype(float), original.ravel().astype(float))[0, 1] > 0.9
+
+
+def test_product_photos_export_real_shoe_photos(tmp_path):
+    """The real photos for `pillars predict` come from their npm package, checksummed, as JPEG files."""
+    from pillars.data.folder import as_fashion_mnist, open_image
+    from pillars.data.vision import PRODUCT_PHOTOS
+    r = pillars("data", "export", "product-photos", str(tmp_path / "photos"))
+    assert "RunX Running Shoe" in r.stdout.replace("\n", " ")
+    files = sorted(p.name for p in (tmp_path / "photos").iterdir())
+    assert files == sorted(PRODUCT_PHOTOS)
+    photo = open_image(tmp_path / "photos" / "nikolai-chernichenko-1299748-unsplash.jpg")
+    assert photo.size == (1600, 1067)
+    pixels, negated = as_fashion_mnist(photo, 28)
+    assert negated and pixels[[0, -1]].mean() < 3 and pixels.max() > 200   # a dark shoe on grey: light on black
+    (tmp_path / "file").write_text("x")
+    r = pillars("data", "export", "product-photos", str(tmp_path / "file"), check=False)
+    assert r.returncode == 2 and "give a folder" in r.stderr
+
+
 @pytest.mark.parametrize("task", ["fashion-resnet", "mnist-5k-cnn", "digits-cnn", "fashion-transfer"])
 def test_every_image_task_runs_one_step(task, fashion):
-    r = pillars("train", task, "--dry-run")
+    r = pillars("train", task, "--dry-run", *(sets("erase=0.5") if task == "fashion-resnet" else []))
     assert "dry run ok" in r.stderr
+    if task == "fashion-resnet":
+        r = pillars("train", task, "--dry-run", *sets("erase=1.5"), check=False)
+        assert r.returncode == 2 and "erase is a fraction between 0 and 1, not 1.5" in r.stderr
 
 
 def test_explain_writes_its_figures_and_the_cnn_shrugs_off_shifts(tmp_path, fashion):

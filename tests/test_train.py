@@ -212,3 +212,18 @@ def test_gradient_clipping_bounds_the_update(tmp_path, fashion):
     after = weights(run)
     moved = torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before))
     assert 0 < moved.item() <= 0.1 * 0.01 * (1 + 1e-4)
+
+
+def test_experiment_runs_are_reused_only_with_the_same_settings(tmp_path, fashion):
+    from pillars import experiments
+    from pillars.config import ConfigError
+    settings = dict(s.split("=") for s in TINY) | {"max_steps": 2}
+    first = experiments.run_once("fashion-cnn", settings, tmp_path / "run", log=lambda s: None)
+    assert first["status"] == "finished"
+    stamp = (tmp_path / "run" / "summary.json").stat().st_mtime_ns
+    again = experiments.run_once("fashion-cnn", settings | {"device": "cpu"}, tmp_path / "run", log=lambda s: None)
+    assert again == first and (tmp_path / "run" / "summary.json").stat().st_mtime_ns == stamp   # reused
+    with pytest.raises(ConfigError, match=r"other settings \(lr 0.002 -> 0.1\)"):
+        experiments.run_once("fashion-cnn", settings | {"lr": 0.1}, tmp_path / "run", log=lambda s: None)
+    with pytest.raises(ConfigError, match=r"other settings \(task fashion-cnn -> digits-cnn\)"):
+        experiments.run_once("digits-cnn", {"max_steps": 2}, tmp_path / "run", log=lambda s: None)

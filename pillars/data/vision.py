@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pillars.data.registry import Dataset, Debian, Installed, PyPI, RawFile, Web, register
+from pillars.data.registry import Dataset, Debian, Installed, Npm, PyPI, RawFile, Web, register
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -126,4 +126,45 @@ register(Dataset(
     sources=(Installed("sklearn"), PyPI("scikit-learn", "1.9.1"), Web()),
     parse=_parse_digits,
     meta={"classes": [str(d) for d in range(10)]},
+))
+
+
+# ----------------------------------------------------------------------------- product photos (for predict)
+
+# Photographs of real shoes (Unsplash photos that the Vendure e-commerce starter ships as its demo
+# catalogue), to try `pillars predict` on pictures that are not from the training distribution.
+PHOTOS_KIND = "photos for predict"   # a dataset of files to export, not arrays to train on
+_VENDURE = ("@vendure/create", "3.7.3", "89f0a9ce225c44b7f9fc07a85bca655f98c48bbb7f3aa06ae0e9c04ce5db0af7")
+PRODUCT_PHOTOS = {   # file: (sha256, what it shows: the catalogue's product name, the scene)
+    "nikolai-chernichenko-1299748-unsplash.jpg": (
+        "11e98256f4efdd2aa095bbd7ac0e405a7b46178ad89712d2f3e2870889a9ad9d",
+        "RunX Running Shoe: one black running shoe, side view, loose laces, plain light-grey background"),
+    "imani-clovis-234736-unsplash.jpg": (
+        "212c05be5624578eb950f6e34c31cd5aadb8903bf3f7ff20e4cd33f02956ef53",
+        "Freerun Running Shoe: one black sneaker, tilted, plain white background"),
+    "thomas-serer-420833-unsplash.jpg": (
+        "2768ac2caf33f52be936a7bcc4fe9dc066fbb1234a1ef38d18a3ab4d909d7be8",
+        "Pureboost Running Shoe: one black-and-white knit sneaker, side view, grey studio gradient"),
+    "chuttersnap-584518-unsplash.jpg": (
+        "1b84e640ad2f937681e524b0965848632d226c3e19ccb9fe57dd4bdb12ff307e",
+        "Ultraboost Running Shoe: one sneaker on a white plinth in a dark blue-lit room"),
+    "xavier-teo-469050-unsplash.jpg": (
+        "d082df5983c84d9767ae001252bf56e2e2bce78a067d4ab70dedc1c8af5d0e2a",
+        "Hi-Top Basketball Shoe: a pair of white high-tops seen from above, on grey concrete"),
+    "mitch-lensink-256007-unsplash.jpg": (
+        "ec40196e0da7730c6ff63459420dfa84e4afc5e2bfb87a67fcbcd47f5a4cb542",
+        "Allstar Sneakers: a pair of black high-tops lying on a wooden floor"),
+}
+
+register(Dataset(
+    name="product-photos",
+    kind=PHOTOS_KIND,
+    description="six real photographs of shoes (Unsplash photos in the Vendure e-commerce starter's demo "
+                "catalogue): `pillars data export product-photos DIR` writes them for `pillars predict`",
+    licence="Unsplash License (photos), in a GPL-3.0-or-later package",
+    size="6 JPEG photos, 1200-1600 px",
+    files=tuple(RawFile(n, h, f"package/assets/images/{n}") for n, (h, _) in PRODUCT_PHOTOS.items()),
+    sources=(Npm(*_VENDURE),),
+    parse=None,
+    meta={"photos": {n: what for n, (_, what) in PRODUCT_PHOTOS.items()}},
 ))

@@ -47,6 +47,8 @@ class Task:
     build: Callable[[dict, torch.device], Job]
     defaults: dict = field(default_factory=dict)   # the task's changes to the loop's and options' defaults
     higher_is_better: bool = True
+    # image classifiers: the model alone from the configuration and the run's saved ImageInputs (no data)
+    predictor: "Callable[[dict, ImageInputs], nn.Module] | None" = None
 
 
 TASKS: dict[str, Task] = {}

@@ -32,6 +32,7 @@ class ImageOptions:
     train_samples: int = 0       # use only the first N training images (0: all of them)
     crop_pad: int = 0            # augmentation: random crop after padding by this many pixels (0: off)
     flip: bool = False           # augmentation: random horizontal flip
+    erase: float = 0.0           # augmentation: random erasing (Zhong et al. 2017) with this probability
     tta_flip: bool = False       # test-time augmentation: average the logits of the image and its mirror
 
 
@@ -87,6 +88,8 @@ def image_job(cfg: dict, model: nn.Module, train: tuple, test: tuple, inputs: Im
             x = transforms.random_crop(x, cfg["crop_pad"])
         if cfg["flip"]:
             x = transforms.random_flip(x)
+        if cfg["erase"]:
+            x = transforms.random_erase(x, cfg["erase"])
         return F.cross_entropy(model(x), y, label_smoothing=cfg["label_smoothing"])
 
     def eval_sums(model, batch):
@@ -216,6 +219,7 @@ register(Task(
     dataset="your folder (--set data=DIR)", model="ResNet (3 stages x 2 basic blocks)",
     objective="cross-entropy, label smoothing 0.1", metric="accuracy", options=ImageFolderOptions,
     build=build_image_folder,
+    predictor=lambda cfg, inputs: resnet(cfg, inputs.channels, inputs.size, len(inputs.classes)),
     defaults={"epochs": 30.0, "batch_size": 32, "lr": 2e-3, "weight_decay": 5e-2, "warmup_steps": 50,
               "crop_pad": 4, "flip": True, "label_smoothing": 0.1, "eval_batch_size": 200},
 ))
