@@ -5,7 +5,7 @@
     python benchmarks/run_all.py --table-only       # the table from the runs already made
 
 Each row is `pillars train TASK` with the task's defaults (the README's configuration), run into
-`runs/readme/TASK`: a finished run is reused and an interrupted one resumed, so the command can be stopped
+`runs/readme/TASK`, or with a longer configuration from configs/ (CONFIGS below): a finished run is reused and an interrupted one resumed, so the command can be stopped
 and started again. The tour's rows come from `runs/tour` (`pillars tour`). The table is written to
 `benchmarks/results.md` and between the `results:start` / `results:end` markers of README.md; a row whose
 run has not been made says so and names its command. Each row names the machine its run was made on.
@@ -21,60 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pillars import metrics  # noqa: E402
+
 TASKS = ["fashion-cnn", "fashion-resnet", "mnist-5k-cnn", "digits-cnn",
          "sotu-char-lstm", "sotu-lstm", "weather-lstm", "movie-sentiment-lstm",
          "sotu-char-gpt", "sotu-gpt", "fashion-vit", "movie-sentiment-transformer", "bible-translate",
          "fashion-dcgan", "fashion-cdcgan", "mnist-5k-dcgan"]
+# longer configurations in configs/, each a row of its own: name -> (task, file); run into runs/readme/NAME
+CONFIGS = {"fashion-resnet-long": ("fashion-resnet", "configs/fashion-resnet-long.toml")}
+ROWS = [*TASKS[:2], "fashion-resnet-long", *TASKS[2:]]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
-
-def result_text(s: dict) -> str:
-    f = s["final"]
-    if "fid_fashion" in f:
-        text = f"FID (project classifier) {f['fid_fashion']:.1f}, smallest class share {pct(f['min_class_share'])}"
-        return text + (f", class asked for {pct(f['class_accuracy'])}" if "class_accuracy" in f else "")
-    if "parzen_ll" in f:
-        return f"Parzen log-likelihood {f['parzen_ll']:.1f} nats"
-    if "bleu" in f:
-        return f"BLEU {f['bleu']:.1f}, chrF {f['chrf']:.1f} ({'beam' if s.get('beam', 1) > 1 else 'greedy'})"
-    if "bits_per_char" in f:
-        return f"{f['bits_per_char']:.3f} bits/char"
-    if "perplexity" in f:
-        return f"perplexity {f['perplexity']:.1f}"
-    if "mase" in f:
-        return f"MASE {f['mase']:.3f} (MAE {f['mae']:.2f})"
-    if "accuracy" in f:
-        return f"{pct(f['accuracy'])} accuracy"
-    return f"{s['metric']} {f[s['metric']]:.4g}"
-
-
-BASELINE_NAMES = {
-    "kneser_ney_bits_per_char": ("Kneser-Ney", "{:.3f} bits/char"),
-    "kneser_ney_perplexity": ("Kneser-Ney", "perplexity {:.1f}"),
-    "unigram_bits_per_char": ("character frequencies alone", "{:.3f} bits/char"),
-    "seasonal_naive_mase": ("seasonal naive", "MASE {:.3f}"),
-    "naive_mase": ("naive", "MASE {:.3f}"),
-    "tfidf_logreg_accuracy": ("TF-IDF + logistic regression", "{:.2%}"),
-    "vader_accuracy": ("VADER", "{:.2%}"),
-    "majority_accuracy": ("majority class", "{:.2%}"),
-    "fid_fashion_real_train_vs_test": ("real train vs real test", "{:.2f}"),
-    "fid_fashion_untrained_generator": ("untrained generator", "{:.0f}"),
-    "parzen_ll_of_the_training_digits": ("training digits themselves", "{:.1f} nats"),
-}
-
-
-def baseline_text(s: dict) -> str:
-    b = s.get("baselines", {})
-    parts, seen = [], set()
-    for key, (name, fmt) in BASELINE_NAMES.items():
-        if key in b and name not in seen and not (key == "kneser_ney_perplexity" and "kneser_ney_bits_per_char" in b):
-            seen.add(name)
-            parts.append(f"{name} {fmt.format(b[key])}")
-    return "; ".join(parts)
 
 
 def row(label: str, run_dir: Path) -> str:
@@ -87,7 +43,7 @@ def row(label: str, run_dir: Path) -> str:
         s["beam"] = read_toml(run_dir / "config.toml").get("beam", 1)
     speed = (f"{s['tokens_per_s']:,.0f} tokens/s" if s.get("tokens_per_s") else f"{s['samples_per_s']:,.0f} samples/s")
     precision = {"32": "fp32", "16": "fp16"}.get(s["precision"], s["precision"])
-    return (f"| {label} | {result_text(s)} | {baseline_text(s)} | {s['train_time_s']:.0f} s, {s['steps']:,} steps, "
+    return (f"| {label} | {metrics.result_text(s)} | {metrics.baselines_text(s)} | {s['train_time_s']:.0f} s, {s['steps']:,} steps, "
             f"{speed}, {precision} | {s['machine']}, torch {s['torch']} |")
 
 
@@ -96,8 +52,10 @@ def table(runs: Path, tour_dir: Path) -> str:
              "|---|---|---|---|---|"]
     for key, name in (("cnn", "CNN"), ("lstm", "LSTM"), ("gpt", "GPT"), ("gan", "DCGAN")):
         lines.append(row(f"`pillars tour`: {name}", tour_dir / key))
-    for task in TASKS:
-        lines.append(row(f"`pillars train {task}`", runs / task))
+    for name in ROWS:
+        command = f"pillars train {CONFIGS[name][0]} --config {CONFIGS[name][1]}" if name in CONFIGS else \
+            f"pillars train {name}"
+        lines.append(row(f"`{command}`", runs / name))
     return "\n".join(lines) + race_table()
 
 
@@ -130,13 +88,14 @@ def main() -> None:
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args()
     runs = Path(args.runs)
-    unknown = sorted(set(args.only or []) - set(TASKS))
+    unknown = sorted(set(args.only or []) - set(ROWS))
     if unknown:
-        raise SystemExit(f"error: unknown task(s) {unknown}; the table's tasks are: {', '.join(TASKS)}")
+        raise SystemExit(f"error: unknown task(s) {unknown}; the table's rows are: {', '.join(ROWS)}")
     if not args.table_only:
         from pillars.experiments import run_once
-        for task in args.only or TASKS:
-            summary = run_once(task, {}, runs / task)
+        for name in args.only or ROWS:
+            task, config_file = CONFIGS.get(name, (name, None))
+            summary = run_once(task, {}, runs / name, config_file=str(ROOT / config_file) if config_file else None)
             if summary.get("status") != "finished":
                 raise SystemExit("stopped: run the same command again to continue")
     text = table(runs, Path(args.tour))

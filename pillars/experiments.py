@@ -17,10 +17,10 @@ from pillars import train
 from pillars.plots import finish_line_plot, pyplot
 
 
-def run_once(task: str, overrides: dict, run_dir: Path, log=print) -> dict:
-    """Train `task` into `run_dir` unless it is already finished there; resume it if it was cut off. A
-    folder made with other settings is an error, not a result to reuse."""
-    cfg = train.resolve_config(task, overrides={k: str(v) for k, v in overrides.items()})
+def run_once(task: str, overrides: dict, run_dir: Path, log=print, config_file: str | None = None) -> dict:
+    """Train `task` (with `config_file` and `overrides`) into `run_dir` unless it is already finished
+    there; resume it if it was cut off. A folder made with other settings is an error, not a result to reuse."""
+    cfg = train.resolve_config(task, config_file, overrides={k: str(v) for k, v in overrides.items()})
     if (run_dir / "config.toml").exists():
         diff = train.settings_changed(run_dir, task, cfg)
         if diff:

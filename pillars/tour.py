@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pillars import explain, train
+from pillars import explain, metrics, train
 from pillars.config import ConfigError, write_text_atomic
 from pillars.plots import image_grid, pyplot, save_image_grid
 
@@ -334,24 +334,11 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
 # ----------------------------------------------------------------------------- the figures of each stage
 
 def headline(stage: Stage, summary: dict) -> tuple[str, str, str]:
-    """(result, baseline, chance) as text, for the summary table."""
-    f, b = summary["final"], summary.get("baselines", {})
-    if stage.task in ("fashion-resnet", "fashion-cnn"):
-        return f"{f['accuracy']:.2%} test accuracy", "", "10% (10 classes)"
-    if "bits_per_char" in f:
-        kn, uni = b.get("kneser_ney_bits_per_char"), b.get("unigram_bits_per_char")
-        return (f"{f['bits_per_char']:.3f} bits/char",
-                f"Kneser-Ney {b.get('kneser_ney_order', 0):.0f}-gram {kn:.3f}" if kn else "",
-                f"character frequencies alone {uni:.3f}" if uni else "")
-    if "bleu" in f:
-        return f"BLEU {f['bleu']:.1f}, chrF {f['chrf']:.1f}", "", "0"
-    if "fid_fashion" in f:
-        untrained = b.get("fid_fashion_untrained_generator")
-        return (f"FID (project classifier) {f['fid_fashion']:.1f}; smallest class share {f['min_class_share']:.1%}",
-                f"real train vs real test {b['fid_fashion_real_train_vs_test']:.2f}",
-                f"untrained generator {untrained:.0f}" if untrained else "")
-    key = summary["metric"]
-    return f"{key} {f[key]:.4g}", "", ""
+    """(result, baselines, chance) as text, for the summary table."""
+    chance = metrics.baselines_text(summary, "chance")
+    if not chance and "accuracy" in summary["final"] and stage.task.startswith("fashion"):
+        chance = "10% (10 classes)"
+    return metrics.result_text(summary), metrics.baselines_text(summary, "baselines"), chance or "-"
 
 
 def summary_rows(stages, results: dict) -> list[dict]:
