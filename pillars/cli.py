@@ -214,7 +214,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    import torch
     from pillars import train
     from pillars.config import ConfigError
     _, _, job, device = train.load_run(Path(args.run_dir), args.device)
@@ -229,14 +228,10 @@ def cmd_sample(args) -> int:
     args.n = 1 if args.n is None else args.n
     if args.length < 1 or args.n < 1 or args.top_k < 0 or not 0 <= args.top_p <= 1:
         raise ConfigError("--length and --n must be at least 1, --top-k at least 0, --top-p between 0 and 1")
+    from pillars.tasks.language import generate_texts
     prompt = args.prompt or "\n\n"   # no prompt: start as a new paragraph
-    ids = torch.from_numpy(tok.encode(prompt)).to(device)
-    if len(ids) == 0:
-        raise ConfigError(f"the prompt {args.prompt!r} has no tokens the model knows")
-    g = torch.Generator(device=device).manual_seed(args.seed)
-    out_ids = model.generate(ids[None].expand(args.n, -1), args.length, args.temperature, args.top_k, generator=g,
-                             top_p=args.top_p)
-    texts = [tok.decode(row) for row in out_ids.cpu()]
+    texts = generate_texts(model, tok, prompt, args.n, args.length, args.temperature, args.top_k, args.top_p,
+                           args.seed)
     joined = "\n\n---\n\n".join(t.strip("\n") for t in texts) + "\n"
     if args.out:
         Path(args.out).write_text(joined, encoding="utf-8")
@@ -250,8 +245,8 @@ def sample_images(args, job, device) -> int:
     """A grid of generated images (PNG): --n of them, of one --class for a conditional GAN."""
     import torch
     from pillars.config import ConfigError
-    from pillars.plots import image_grid, save_image_grid
-    from pillars.tasks.generative import to_unit
+    from pillars.plots import save_image_grid
+    from pillars.tasks.generative import draw_grid
     n = 64 if args.n is None else args.n
     if n < 1:
         raise ConfigError("--n must be at least 1")
@@ -267,11 +262,9 @@ def sample_images(args, job, device) -> int:
         y = torch.full((n,), names[key] if key in names else int(key), device=device)
     elif job.info["conditional"]:   # no class asked: every class in turn
         y = torch.arange(n, device=device) % len(classes)
-    g = torch.Generator().manual_seed(args.seed)
-    images = to_unit(job.model.sample(n, y, g))
     path = Path(args.out) if args.out else Path(args.run_dir) / "sample.png"
     per_row = len(classes) if job.info["conditional"] and not args.class_name else 8   # a column per class
-    save_image_grid(image_grid(images, nrow=min(n, per_row)), path)
+    save_image_grid(draw_grid(job.model.eval(), n, y, args.seed, min(n, per_row)), path)
     what = f" of class {classes[int(y[0])]}" if args.class_name else ""
     out.print(f"wrote {n} generated images{what} to {path}")
     return 0

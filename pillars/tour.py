@@ -22,7 +22,7 @@ import torch
 
 from pillars import explain, metrics, train
 from pillars.config import ConfigError, write_text_atomic
-from pillars.plots import image_grid, pyplot, save_image_grid
+from pillars.plots import pyplot, save_image_grid
 
 DEFAULT_BUDGET = 15.0   # minutes
 
@@ -196,10 +196,8 @@ def run_experiments(stage: Stage, out: Path, lighter: bool, console, device: str
                                                              precision=cfg["precision"])
     elif hasattr(job.model, "discriminator"):   # a GAN
         result["explain"] = explain.explain_gan(run_dir, job)
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            from pillars.tasks.generative import to_unit
-            save_image_grid(image_grid(to_unit(job.model.eval().sample(64, None, g)), nrow=8), run_dir / "sample.png")
+        from pillars.tasks.generative import draw_grid
+        save_image_grid(draw_grid(job.model.eval(), 64, None, seed=0, nrow=8), run_dir / "sample.png")
         result["sample"] = "sample.png"
         grids = sorted((run_dir / "samples").glob("step-*.png"))
         result["sample_steps"] = [str(p.relative_to(run_dir)) for p in grids]
@@ -218,13 +216,9 @@ def run_experiments(stage: Stage, out: Path, lighter: bool, console, device: str
 
 
 def generated_text(job, prompt: str = "The Congress", length: int = 400, seed: int = 0) -> dict:
-    model, tok = job.model.eval(), job.tokenizer
-    device = next(model.parameters()).device
-    ids = torch.from_numpy(tok.encode(prompt)).to(device)
-    g = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        out = model.generate(ids[None], length, 0.8, 0, generator=g, top_p=0.95)
-    return {"prompt": prompt, "temperature": 0.8, "top_p": 0.95, "text": tok.decode(out[0].cpu())}
+    from pillars.tasks.language import generate_texts
+    text = generate_texts(job.model, job.tokenizer, prompt, 1, length, 0.8, 0, 0.95, seed)[0]
+    return {"prompt": prompt, "temperature": 0.8, "top_p": 0.95, "text": text}
 
 
 def translations(job, cfg: dict, n: int = 5) -> list[dict]:

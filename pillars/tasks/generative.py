@@ -53,6 +53,14 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return (x.float() + 1) / 2
 
 
+@torch.no_grad()
+def draw_grid(model, n: int, y: torch.Tensor | None, seed: int, nrow: int) -> torch.Tensor:
+    """A (C, H, W) grid in [0, 1] of `n` images drawn by a GAN's generator from seeded noise (of classes `y`
+    for a conditional one), in the model's current mode (eval for sampling)."""
+    g = torch.Generator().manual_seed(seed)
+    return image_grid(to_unit(model.sample(n, y, g)), nrow=nrow)
+
+
 def gan_images(pixels) -> torch.Tensor:
     return scaled_pixels(pixels) * 2 - 1
 
@@ -141,13 +149,10 @@ def make_gan(cfg: dict, channels: int, size: int, classes: int) -> gan.GAN:
 def sample_grid(cfg: dict, classes: int):
     """A fixed noise batch: 64 samples, or for the conditional model one row of 8 per class."""
     def images(model) -> torch.Tensor:
-        g = torch.Generator().manual_seed(1234)
         y = None
-        n = 64
         if cfg["conditional"]:
             y = torch.arange(classes).repeat_interleave(8).to(next(model.parameters()).device)
-            n = len(y)
-        return image_grid(to_unit(model.sample(n, y, g)), nrow=8)
+        return draw_grid(model, 64 if y is None else len(y), y, seed=1234, nrow=8)
     return images
 
 

@@ -16,6 +16,19 @@ from pillars.models import rnn, transformer
 from pillars.tasks import Job, Task, check_choice, register
 
 
+def generate_texts(model: nn.Module, tok: Tokenizer, prompt: str, n: int = 1, length: int = 400,
+                   temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> list[str]:
+    """`n` continuations of `prompt` (each including it), sampled with a seeded generator."""
+    from pillars.config import ConfigError
+    device = next(model.parameters()).device
+    ids = torch.from_numpy(tok.encode(prompt)).to(device)
+    if len(ids) == 0:
+        raise ConfigError(f"the prompt {prompt!r} has no tokens the model knows")
+    g = torch.Generator(device=device).manual_seed(seed)
+    out = model.eval().generate(ids[None].expand(n, -1), length, temperature, top_k, generator=g, top_p=top_p)
+    return [tok.decode(row) for row in out.cpu()]
+
+
 @dataclass
 class TextOptions:
     data: str = ""               # a UTF-8 text file of your own instead of the task's corpus
