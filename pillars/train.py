@@ -105,9 +105,9 @@ def check_config(cfg: dict) -> None:
             low = 1 if key in at_least_one else 0
             if value < low:
                 raise ConfigError(f"{key} must be at least {low}, not {value}")
-    for key in ("erase", "val_fraction", "test_fraction", "dropout"):   # probabilities and fractions
+    for key in ("erase", "dropout"):   # probabilities (the tasks check their own fractions)
         if key in cfg and cfg[key] > 1:
-            raise ConfigError(f"{key} is a fraction between 0 and 1, not {cfg[key]}")
+            raise ConfigError(f"{key} must be between 0 and 1, not {cfg[key]}")
     if cfg["epochs"] <= 0 and cfg["max_steps"] <= 0:
         raise ConfigError("set epochs or max_steps to a positive number")
 

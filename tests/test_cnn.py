@@ -205,7 +205,7 @@ def test_every_image_task_runs_one_step(task, fashion):
     assert "dry run ok" in r.stderr
     if task == "fashion-resnet":
         r = pillars("train", task, "--dry-run", *sets("erase=1.5"), check=False)
-        assert r.returncode == 2 and "erase is a fraction between 0 and 1, not 1.5" in r.stderr
+        assert r.returncode == 2 and "erase must be between 0 and 1, not 1.5" in r.stderr
 
 
 def test_explain_writes_its_figures_and_the_cnn_shrugs_off_shifts(tmp_path, fashion):
