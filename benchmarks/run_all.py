@@ -5,8 +5,8 @@
     python benchmarks/run_all.py --table-only       # the table from the runs already made
 
 Each row is `pillars train TASK` with the task's defaults (the README's configuration), run into
-`runs/readme/TASK`, or with a longer configuration from configs/ (CONFIGS below): a finished run is reused and an interrupted one resumed, so the command can be stopped
-and started again. The tour's rows come from `runs/tour` (`pillars tour`). The table is written to
+`runs/readme/TASK`, or with a longer configuration from configs/ (CONFIGS below): a finished run is reused
+and an interrupted one resumed, so the command can be stopped and started again. The tour's rows come from `runs/tour` (`pillars tour`). The table is written to
 `benchmarks/results.md` and between the `results:start` / `results:end` markers of README.md; a row whose
 run has not been made says so and names its command. Each row names the machine its run was made on.
 """
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pillars import metrics  # noqa: E402
+from pillars.config import write_text_atomic  # noqa: E402
 
 TASKS = ["fashion-cnn", "fashion-resnet", "mnist-5k-cnn", "digits-cnn",
          "sotu-char-lstm", "sotu-lstm", "weather-lstm", "movie-sentiment-lstm",
@@ -99,13 +100,13 @@ def main() -> None:
             if summary.get("status") != "finished":
                 raise SystemExit("stopped: run the same command again to continue")
     text = table(runs, Path(args.tour))
-    (ROOT / "benchmarks" / "results.md").write_text(text + "\n")
+    write_text_atomic(ROOT / "benchmarks" / "results.md", text + "\n")
     readme = Path(args.readme)
     page = readme.read_text()
     if START not in page or END not in page:
         raise SystemExit(f"error: {readme} has no {START} ... {END} block to fill")
     page = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: f"{START}\n{text}\n{END}", page, flags=re.S)
-    readme.write_text(page)
+    write_text_atomic(readme, page)
     print(text)
 
 

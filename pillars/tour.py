@@ -319,7 +319,7 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
     rows = summary_rows(stages, results)
     wall = time.time() - t0
     write_report(out, stages, results, rows, budget, full, wall)
-    (out / "results.md").write_text(results_markdown(rows, train.machine_name()) + "\n")
+    write_text_atomic(out / "results.md", results_markdown(rows, train.machine_name()) + "\n")
     print_table(rows, console)
     console.print(f"[bold green]tour done[/] in {wall / 60:.1f} min (this invocation) -> {out / 'report.html'}")
     return {"rows": rows, "report": str(out / "report.html"), "wall_s": wall}
