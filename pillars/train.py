@@ -152,6 +152,18 @@ def init_process(device_name: str) -> Proc:
     return Proc(rank, world, local)
 
 
+def check_in_step(model: nn.Module, step: int) -> None:
+    """Under torchrun every process must hold the same weights (DistributedDataParallel averages the
+    gradients, and all start from rank 0's): compares a checksum of the parameters across processes."""
+    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+    high, low = total.clone(), total.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    if high.item() != low.item():
+        raise RuntimeError(f"the processes' weights differ at step {step} (checksums {low.item()!r} to "
+                           f"{high.item()!r}): a gradient was not averaged over the processes")
+
+
 def all_reduce_sums(sums: dict[str, torch.Tensor], proc: Proc) -> dict:
     """Sums over every process: floats for scalar sums, float64 arrays for vector and matrix ones
     (feature moments for the Frechet distance, class histograms)."""
@@ -366,15 +378,18 @@ def _stop_on_signals():
 
 
 def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True,
-        console=None, baselines: bool = True, on_step=None, whole_final_eval: bool = True) -> dict:
+        console=None, baselines: bool = True, on_step=None, whole_final_eval: bool = True,
+        single_process: bool = False) -> dict:
     """Train `task_name` with the resolved config `cfg` into `run_dir`; returns the summary. With
     `baselines`, the task's non-neural baselines are computed on the same test set at the end.
     `on_step(step, total, info)` is called after every optimizer step (a caller's own progress display).
-    The final evaluation reads the whole test set unless `whole_final_eval` is false (a dry run)."""
+    The final evaluation reads the whole test set unless `whole_final_eval` is false (a dry run).
+    `single_process` trains in this process alone even under torchrun (a model that one process of a
+    distributed run needs first, such as the GAN metrics' classifier)."""
     from rich.console import Console
     console = console or Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
     task = tasks.get(task_name)
-    proc = init_process(cfg["device"])
+    proc = Proc() if single_process else init_process(cfg["device"])
     device = resolve_device(cfg["device"], proc.local_rank)
     accum, world = cfg["accum_steps"], proc.world
     if cfg["batch_size"] % (world * accum):
@@ -433,6 +448,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     raw_model = model
     if cfg["compile"]:
         model = torch.compile(model)
+    eval_model = model   # evaluation needs no gradient averaging; a task's eval_sums may reach into the model
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -461,6 +477,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
             state["rng"] = [state["rng"]]
         if not all(torch.isfinite(p).all() for p in raw_model.parameters()):
             raise NonFiniteLoss(f"the weights became non-finite at step {at}")
+        if world > 1:
+            check_in_step(raw_model, at)
         if proc.main:
             save_checkpoint(run_dir, at, raw_model, state, cfg["keep_checkpoints"])
         if world > 1:
@@ -474,7 +492,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         nonlocal best
         # the final evaluation reads the whole test set, as the baselines do; eval_batches only shortens the others
         final = at >= total and whole_final_eval
-        result = evaluate_job(job, model, {**cfg, "eval_batches": 0} if final else cfg, device, proc)
+        result = evaluate_job(job, eval_model, {**cfg, "eval_batches": 0} if final else cfg, device, proc)
         result["train_time_s"] = round(train_seconds(), 2)
         score = result[metric if metric in result else "loss"]
         if best is None or (score > best if task.higher_is_better else score < best):

@@ -1,5 +1,7 @@
 """GANs: the networks' shapes, the metrics against their definitions, and a short real-data run."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from PIL import Image
 
 from pillars import metrics
 from pillars.models import gan
-from tests.conftest import pillars, sets
+from tests.conftest import ROOT, pillars, sets
 
 
 @pytest.mark.parametrize("conditional,sn", [(False, False), (True, False), (False, True)])
@@ -104,3 +106,51 @@ def test_a_conditional_run_answers_for_a_class(tmp_path):
     assert "of class sneaker" in out
     r = pillars("sample", str(run), "--class", "hat", check=False)
     assert r.returncode == 2 and "ankle boot" in r.stderr
+
+
+def torchrun(*args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_torchrun_trains_both_networks_in_two_processes(tmp_path):
+    """Under torchrun the GAN's two losses go through DistributedDataParallel's forward, so both networks'
+    gradients are averaged; the loop checks at every checkpoint that the processes hold the same weights."""
+    run = tmp_path / "ddp"
+    r = torchrun("-m", "pillars", "train", "fashion-cdcgan", "--max-steps", "12", "--out", str(run), "--no-progress",
+                 *sets("width=8", "batch_size=32", "eval_every=6", "eval_batches=1", "log_every=3"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["status"] == "finished"
+    assert "class_accuracy" in summary["final"] and (run / "samples" / "step-000012.png").exists()
+
+
+def test_the_check_in_step_catches_processes_that_drift_apart(tmp_path):
+    script = tmp_path / "drift.py"
+    script.write_text(
+        "import torch, torch.distributed as dist\n"
+        "from pillars import train\n"
+        "dist.init_process_group('gloo')\n"
+        "torch.manual_seed(0)\n"
+        "model = torch.nn.Linear(3, 2)\n"
+        "train.check_in_step(model, 1)\n"                 # the same weights pass
+        "with torch.no_grad():\n"
+        "    model.bias[0] += dist.get_rank() * 1e-6\n"  # rank 1 drifts by a hair
+        "train.check_in_step(model, 2)\n")
+    r = torchrun(str(script))
+    assert r.returncode != 0 and "weights differ at step 2" in r.stderr, r.stderr[-3000:]
+
+
+def test_the_metrics_classifier_is_cached_and_retrained_when_its_recipe_changes(tmp_path, monkeypatch):
+    from pillars.tasks import generative
+    monkeypatch.setattr(generative, "classifier_dir", lambda: tmp_path / "classifier")
+    tiny = {"max_steps": 2, "width": 4, "hidden": 8, "train_samples": 256, "eval_batch_size": 5000, "seed": 0}
+    monkeypatch.setattr(generative, "CLASSIFIER_RECIPE", {**tiny, "flip": True})
+    said = []
+    first, _ = generative.fashion_classifier(torch.device("cpu"), log=said.append)
+    again, _ = generative.fashion_classifier(torch.device("cpu"), log=said.append)
+    assert len(said) == 1 and all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                                   again.state_dict().values()))
+    monkeypatch.setattr(generative, "CLASSIFIER_RECIPE", tiny)   # fashion-cnn's default (no flips) again
+    generative.fashion_classifier(torch.device("cpu"), log=said.append)
+    assert len(said) == 2 and "training" in said[1]

@@ -119,6 +119,21 @@ class GAN(nn.Module):
         self.generator = Generator(cfg)
         self.discriminator = Discriminator(cfg)
 
+    def forward(self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None):
+        """One training step's three readings of D: (D(x), D(G(z)) for D's loss, D(G(z)) for G's loss).
+        D's loss must not reach G, so its reading sees G's images detached; G's loss must not reach D, so
+        its reading runs with D's parameters frozen. Both losses then come from one forward pass, which is
+        what DistributedDataParallel needs to average both networks' gradients over the processes."""
+        fake = self.generator(z, y)
+        real_logits = self.discriminator(x, y)
+        fake_logits = self.discriminator(fake.detach(), y)
+        self.discriminator.requires_grad_(False)
+        try:
+            g_logits = self.discriminator(fake, y)
+        finally:
+            self.discriminator.requires_grad_(True)
+        return real_logits, fake_logits, g_logits
+
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = next(self.parameters()).device
         return torch.randn(n, self.cfg.latent, generator=generator).to(device)

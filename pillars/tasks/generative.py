@@ -3,7 +3,7 @@
 One optimizer step updates both networks from the same batch (simultaneous gradient steps): the loss
 is D's loss plus G's; D's term reads G's images detached, and G's term goes through D while D's
 parameters are set not to require gradients, so each network receives the gradient of its own
-objective only. Adam with
+objective only (`gan.GAN.forward`; under torchrun, DistributedDataParallel averages both). Adam with
 beta1 = 0.5 and lr 2e-4 as DCGAN; a constant learning rate.
 
 Quality is measured, not eyeballed:
@@ -65,30 +65,32 @@ def gan_images(pixels) -> torch.Tensor:
     return scaled_pixels(pixels) * 2 - 1
 
 
+def classifier_dir():
+    from pillars.data.registry import home
+    return home() / "models" / "fashion-classifier"
+
+
 def fashion_classifier(device: torch.device, log=print):
     """The project's Fashion-MNIST classifier behind fid_fashion: (model, inputs), trained on first use and
-    cached. A cached one trained with another recipe is trained again."""
+    cached. A cached one trained with any other setting (fashion-cnn's defaults included) is trained again."""
     from pillars import train
-    from pillars.config import read_toml
-    from pillars.data.registry import home
-    run = home() / "models" / "fashion-classifier"
+    run = classifier_dir()
     done = run / "summary.json"
-    if done.exists() and json.loads(done.read_text()).get("status") == "finished":
-        saved = read_toml(run / "config.toml")
-        if all(saved.get(k) == v for k, v in CLASSIFIER_RECIPE.items()):
-            _, _, job, _ = train.load_run(run, device.type)
-            return job.model.eval(), job.inputs
+    cfg = train.resolve_config("fashion-cnn", overrides={**CLASSIFIER_RECIPE, "device": device.type})
+    if done.exists() and json.loads(done.read_text()).get("status") == "finished" \
+            and not train.settings_changed(run, "fashion-cnn", cfg):
+        _, _, job, _ = train.load_run(run, device.type)
+        return job.model.eval(), job.inputs
     log(f"training the Fashion-MNIST classifier for the GAN metrics (once; cached in {run})")
     import random
     import shutil
     shutil.rmtree(run, ignore_errors=True)
-    cfg = train.resolve_config("fashion-cnn", overrides={**CLASSIFIER_RECIPE, "device": device.type})
     # It may be asked for in the middle of an evaluation: train with gradients and in full precision
     # whatever the caller's context, and leave the caller's random streams as they were.
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad(), \
             torch.autocast(device.type, enabled=False):
-        summary = train.fit("fashion-cnn", cfg, run, progress=False, baselines=False)
+        summary = train.fit("fashion-cnn", cfg, run, progress=False, baselines=False, single_process=True)
     random.setstate(py_state)
     np.random.set_state(np_state)
     if summary.get("status") != "finished":
@@ -111,17 +113,11 @@ def classifier_features(classifier, inputs, x: torch.Tensor) -> tuple[torch.Tens
 def gan_loss(cfg: dict):
     def loss(model, batch):
         x, y = batch
-        G, D = model.generator, model.discriminator
-        cond = y if cfg["conditional"] else None
-        fake = G(torch.randn(len(x), cfg["latent"], device=x.device), cond)
-        real_logits = D(x, cond)
-        fake_logits = D(fake.detach(), cond)         # D's loss does not reach G
+        z = torch.randn(len(x), cfg["latent"], device=x.device)
+        # through the model's forward (and DistributedDataParallel's, under torchrun): see gan.GAN.forward
+        real_logits, fake_logits, g_logits = model(x, z, y if cfg["conditional"] else None)
         d = gan.d_loss(real_logits, fake_logits, cfg["loss"])
-        D.requires_grad_(False)                      # G's loss does not reach D
-        try:
-            g = gan.g_loss(D(fake, cond), cfg["loss"])
-        finally:
-            D.requires_grad_(True)
+        g = gan.g_loss(g_logits, cfg["loss"])
         return d + g, {"d_loss": d.detach(), "g_loss": g.detach(),
                        "d_real": torch.sigmoid(real_logits.detach().float()).mean(),
                        "d_fake": torch.sigmoid(fake_logits.detach().float()).mean()}
@@ -129,21 +125,10 @@ def gan_loss(cfg: dict):
 
 
 def make_gan(cfg: dict, channels: int, size: int, classes: int) -> gan.GAN:
-    """The GAN of the configuration; with compile, G and D are compiled in place (the loss calls them,
-    not the GAN module that the loop would compile)."""
-    import os
+    """The GAN of the configuration (with compile, the loop compiles its forward: both networks)."""
     check_choice(cfg, "loss", ("nonsaturating", "hinge"))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from pillars.config import ConfigError
-        raise ConfigError("the GAN tasks train in one process (their loss reaches into G and D, past the "
-                          "DistributedDataParallel wrapper); run them without torchrun")
-    model = gan.GAN(gan.GANConfig(latent=cfg["latent"], channels=channels, image_size=size, width=cfg["width"],
-                                  num_classes=classes if cfg["conditional"] else 0,
-                                  spectral_norm=cfg["spectral_norm"]))
-    if cfg["compile"]:
-        model.generator.compile()
-        model.discriminator.compile()
-    return model
+    return gan.GAN(gan.GANConfig(latent=cfg["latent"], channels=channels, image_size=size, width=cfg["width"],
+                                 num_classes=classes if cfg["conditional"] else 0, spectral_norm=cfg["spectral_norm"]))
 
 
 def sample_grid(cfg: dict, classes: int):
@@ -178,6 +163,9 @@ def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
                            test_accuracy=float((logits.argmax(-1) == test_y).float().mean()))
         return measure
 
+    if torch.distributed.is_initialized():   # under torchrun: the main process trains the classifier now,
+        measured()                             # while the others wait to read it (see train.fit)
+
     def eval_sums(model, batch):
         x, y, index = batch
         m = measured()
@@ -205,7 +193,7 @@ def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
                                for xb in train_x[:10000].split(1000)])
         with torch.random.fork_rng(devices=[]):   # the other end of the scale: the generator before training
             torch.manual_seed(cfg["seed"])
-            fresh = make_gan({**cfg, "compile": False}, 1, 28, len(classes)).to(device).eval()
+            fresh = make_gan(cfg, 1, 28, len(classes)).to(device).eval()
         with torch.no_grad():
             fake = torch.cat([classifier_features(m["classifier"], m["inputs"],
                                                   fresh.generator(z, y if cfg["conditional"] else None))[0]
