@@ -2,6 +2,7 @@
 
     python benchmarks/cnn.py                 # both, one after the other, on this machine
     python benchmarks/cnn.py --epochs 4      # shorter
+    python benchmarks/cnn.py --config configs/fashion-resnet-fast.toml   # the 4-minute configuration
 
 Both runs go through the project's own training loop with the same seed, data order, model and schedule;
 they differ only in the speed settings: the tuned one uses the task's defaults (bf16 autocast,
@@ -29,29 +30,33 @@ def time_to(lines: list[dict], threshold: float) -> float | None:
     return None
 
 
-def run(name: str, overrides: dict, out: Path) -> dict:
-    cfg = train.resolve_config("fashion-resnet", overrides={k: str(v) for k, v in overrides.items()})
+def run(name: str, config: str | None, overrides: dict, out: Path) -> dict:
+    cfg = train.resolve_config("fashion-resnet", config, overrides={k: str(v) for k, v in overrides.items()})
     run_dir = out / name
     run_dir.mkdir(parents=True)
     summary = train.fit("fashion-resnet", cfg, run_dir, progress=False)
     lines = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"name": name, "samples_per_s": summary["samples_per_s"], "t91": time_to(lines, 0.91),
-            "t93": time_to(lines, 0.93), "final": summary["final"]["accuracy"], "train_time_s": summary["train_time_s"]}
+    return {"name": name, "epochs": cfg["epochs"], "samples_per_s": summary["samples_per_s"],
+            "t91": time_to(lines, 0.91), "t93": time_to(lines, 0.93), "final": summary["final"]["accuracy"], "train_time_s": summary["train_time_s"]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=float, default=10)
+    p.add_argument("--config", help="a TOML file of fashion-resnet settings, as `pillars train --config` takes")
+    p.add_argument("--epochs", type=float, help="default: 10, or the --config file's")
     p.add_argument("--eval-every", type=int, default=117, help="steps between evaluations (half an epoch)")
     p.add_argument("--compile", action="store_true", help="also torch.compile the tuned run")
     p.add_argument("--out", help="keep the runs here (default: a temporary folder)")
     args = p.parse_args()
-    common = {"epochs": args.epochs, "eval_every": args.eval_every, "checkpoint_every": 10**9}
+    common = {"eval_every": args.eval_every, "checkpoint_every": 10**9}
+    if args.epochs or not args.config:
+        common["epochs"] = args.epochs or 10
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
-        tuned = run("tuned", {**common, "compile": args.compile}, out)
-        plain = run("plain", {**common, "precision": "32", "channels_last": False}, out)
-    print(f"\nfashion-resnet, {args.epochs:g} epochs, {train.machine_name()}")
+        tuned = run("tuned", args.config, {**common, "compile": args.compile}, out)
+        plain = run("plain", args.config, {**common, "precision": "32", "channels_last": False}, out)
+    print(f"\nfashion-resnet{', ' + args.config if args.config else ''}, {tuned['epochs']:g} epochs, "
+          f"{train.machine_name()}")
     print(f"{'':>8} {'samples/s':>10} {'to 91%':>8} {'to 93%':>8} {'final':>7}")
     for r in (tuned, plain):
         t91 = f"{r['t91']:.0f} s" if r["t91"] else "-"

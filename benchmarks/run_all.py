@@ -29,8 +29,9 @@ TASKS = ["fashion-cnn", "fashion-resnet", "mnist-5k-cnn", "digits-cnn",
          "sotu-char-gpt", "sotu-gpt", "fashion-vit", "movie-sentiment-transformer", "bible-translate",
          "fashion-dcgan", "fashion-cdcgan", "mnist-5k-dcgan"]
 # longer configurations in configs/, each a row of its own: name -> (task, file); run into runs/readme/NAME
-CONFIGS = {"fashion-resnet-long": ("fashion-resnet", "configs/fashion-resnet-long.toml")}
-ROWS = [*TASKS[:2], "fashion-resnet-long", *TASKS[2:]]
+CONFIGS = {"fashion-resnet-fast": ("fashion-resnet", "configs/fashion-resnet-fast.toml"),
+           "fashion-resnet-long": ("fashion-resnet", "configs/fashion-resnet-long.toml")}
+ROWS = [*TASKS[:2], "fashion-resnet-fast", "fashion-resnet-long", *TASKS[2:]]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 

@@ -40,6 +40,13 @@ def test_resnet_shapes_gradients_and_identity_start():
     torch.testing.assert_close(block(x), F.relu(x))   # zero-initialised last BN: the block starts as identity
 
 
+def test_resnet_stem_pool_quarters_the_pixels():
+    model = cnn.ResNet(cnn.ResNetConfig(widths=(8, 16), blocks=1, stem_pool=True))
+    _trains(model, torch.randn(4, 1, 28, 28), 10)
+    assert model.stem(torch.randn(2, 1, 28, 28)).shape == (2, 8, 14, 14)
+    assert model.stages(model.stem(torch.randn(2, 1, 28, 28))).shape == (2, 16, 7, 7)
+
+
 def test_efficientnet_lite0_equals_the_reference_on_real_photos():
     """Our EfficientNet-Lite0 with the ImageNet weights gives the reference implementation's logits."""
     ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")

@@ -101,6 +101,7 @@ class ResNetConfig:
     widths: tuple[int, ...] = (32, 64, 128)   # one stage per width; stages after the first halve the size
     blocks: int = 2                           # basic blocks per stage
     dropout: float = 0.0
+    stem_pool: bool = False                   # 2x2 max-pool after the stem: every stage on a quarter of the pixels
 
 
 class BasicBlock(nn.Module):
@@ -131,7 +132,7 @@ class ResNet(nn.Module):
         self.cfg = cfg
         w0 = cfg.widths[0]
         self.stem = nn.Sequential(nn.Conv2d(cfg.in_channels, w0, 3, 1, 1, bias=False), nn.BatchNorm2d(w0),
-                                  nn.ReLU(inplace=True))
+                                  nn.ReLU(inplace=True), *([nn.MaxPool2d(2)] if cfg.stem_pool else []))
         stages, cin = [], w0
         for i, width in enumerate(cfg.widths):
             blocks = [BasicBlock(cin if j == 0 else width, width, 2 if (i > 0 and j == 0) else 1)

@@ -51,6 +51,7 @@ class ResNetOptions(ImageOptions):
     stages: int = 3
     blocks: int = 2              # basic blocks per stage
     dropout: float = 0.0
+    stem_pool: bool = False      # 2x2 max-pool after the stem (every stage on a quarter of the pixels)
 
 
 def scaled_pixels(pixels) -> torch.Tensor:
@@ -124,7 +125,7 @@ def convnet(cfg, channels, size, classes):
 def resnet(cfg, channels, size, classes):
     return cnn.ResNet(cnn.ResNetConfig(
         in_channels=channels, num_classes=classes, widths=tuple(cfg["width"] * 2 ** i for i in range(cfg["stages"])),
-        blocks=cfg["blocks"], dropout=cfg["dropout"]))
+        blocks=cfg["blocks"], dropout=cfg["dropout"], stem_pool=cfg["stem_pool"]))
 
 
 @dataclass
