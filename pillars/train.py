@@ -55,6 +55,8 @@ class TrainConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0     # the cosine ends at lr * min_lr_ratio
     grad_clip: float = 0.0        # max global gradient norm (0: off)
+    ema: float = 0.0              # decay of an exponential moving average of the weights, which is then what is
+                                  # evaluated, sampled from and saved (0: off; 0.999 averages ~1,000 steps)
     eval_every: int = 0           # in optimizer steps (0: once an epoch); always at the end too
     eval_batches: int = 0         # evaluate on this many batches only (0: the whole test set)
     eval_batch_size: int = 1000
@@ -108,6 +110,9 @@ def check_config(cfg: dict) -> None:
     for key in ("erase", "dropout"):   # probabilities (the tasks check their own fractions)
         if key in cfg and cfg[key] > 1:
             raise ConfigError(f"{key} must be between 0 and 1, not {cfg[key]}")
+    if cfg["ema"] >= 1:
+        raise ConfigError(f"ema is a decay per step and must be below 1 (0.999 is typical; 0 turns it off), "
+                          f"not {cfg['ema']}")
     if cfg["epochs"] <= 0 and cfg["max_steps"] <= 0:
         raise ConfigError("set epochs or max_steps to a positive number")
 
@@ -290,14 +295,18 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "checkpoints").glob("step-*"))
 
 
-def save_checkpoint(run_dir: Path, step: int, model: nn.Module, state: dict, keep: int) -> Path:
-    """Write weights (safetensors) and the rest (state.pt) into a temporary folder, then rename it."""
+def save_checkpoint(run_dir: Path, step: int, model: nn.Module, state: dict, keep: int,
+                    ema: nn.Module | None = None) -> Path:
+    """Write weights (safetensors; the moving average's too, if any) and the rest (state.pt) into a
+    temporary folder, then rename it."""
     root = run_dir / "checkpoints"
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_weights(model, tmp / "model.safetensors", {"step": str(step)})
+    if ema is not None:
+        save_weights(ema, tmp / "ema.safetensors", {"step": str(step)})
     torch.save(state, tmp / "state.pt")
     if final.exists():
         shutil.rmtree(final)
@@ -414,6 +423,11 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
             raise ConfigError("sync_bn needs GPUs (SyncBatchNorm does not run on the CPU); drop --set sync_bn=true")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(model, cfg, device)
+    ema = None
+    if cfg["ema"] > 0:   # W_ema <- decay * W_ema + (1 - decay) * W after every step; buffers (BatchNorm) too
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
+        ema.requires_grad_(False)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg["precision"] == "16")
     steps_per_epoch = job.train.steps_per_epoch
     total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * steps_per_epoch))
@@ -433,6 +447,12 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         scaler.load_state_dict(state["scaler"])
         step, best, elapsed_before = state["step"], state["best"], state["elapsed"]
         train_before = state["train_time"]
+        if ema is not None and (last / "ema.safetensors").exists():
+            load_weights(ema.module, last / "ema.safetensors")
+            ema.n_averaged.fill_(state["ema_updates"])
+        elif ema is not None and proc.main:
+            console.print(f"{last} holds no moving average (the run was trained without ema): it starts "
+                          "from the current weights")
         rngs = state["rng"]
         set_rng_state(rngs[proc.rank] if len(rngs) == world else rngs[0])
         if step >= total and (run_dir / "summary.json").exists():
@@ -448,7 +468,9 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     raw_model = model
     if cfg["compile"]:
         model = torch.compile(model)
-    eval_model = model   # evaluation needs no gradient averaging; a task's eval_sums may reach into the model
+    # evaluation needs no gradient averaging, and a task's eval_sums may reach into the model
+    eval_model = ema.module if ema is not None else model
+    final_model = ema.module if ema is not None else raw_model   # what is sampled from and saved as the run's
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -469,6 +491,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         state = {"step": at, "best": best, "elapsed": elapsed_before + time.time() - t0,
                  "train_time": train_seconds(),
                  "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state()}
+        if ema is not None:
+            state["ema_updates"] = int(ema.n_averaged)
         if world > 1:
             rngs = [None] * world
             dist.all_gather_object(rngs, state["rng"])
@@ -480,7 +504,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         if world > 1:
             check_in_step(raw_model, at)
         if proc.main:
-            save_checkpoint(run_dir, at, raw_model, state, cfg["keep_checkpoints"])
+            save_checkpoint(run_dir, at, raw_model, state, cfg["keep_checkpoints"],
+                            ema.module if ema is not None else None)
         if world > 1:
             dist.barrier()
 
@@ -498,7 +523,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         if best is None or (score > best if task.higher_is_better else score < best):
             best = score
         if proc.main and job.images is not None:   # e.g. a GAN's samples from a fixed noise batch
-            grid = job.images(raw_model)
+            grid = job.images(final_model)
             save_image_grid(grid, run_dir / "samples" / f"step-{at:06d}.png")
             log.tb.add_image("samples", grid, at)
         if proc.main:
@@ -545,6 +570,8 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update_parameters(raw_model)
                 step += 1
                 samples += cfg["batch_size"]
                 loss_window.append(step_loss)
@@ -618,7 +645,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
                "parameters": n_params, "device": str(device), "processes": world,
                "precision": cfg["precision"], "torch": torch.__version__, "machine": machine_name()}
     if proc.main and status == "finished":
-        save_weights(raw_model, run_dir / "model.safetensors", {"task": task_name, "step": str(step)})
+        save_weights(final_model, run_dir / "model.safetensors", {"task": task_name, "step": str(step)})
         if baselines and job.baselines is not None:
             summary["baselines"] = job.baselines()
             if summary["baselines"]:
@@ -650,13 +677,15 @@ def machine_name() -> str:
 # ----------------------------------------------------------------------------- runs after training
 
 def weights_path(run_dir: Path) -> Path:
-    """A run's final weights, or its last checkpoint's while it is training."""
+    """A run's final weights, or its last checkpoint's while it is training (the moving average, if any)."""
     weights = run_dir / "model.safetensors"
     if not weights.exists():
         found = checkpoints(run_dir)
         if not found:
             raise ConfigError(f"{run_dir} has no weights yet (no model.safetensors and no checkpoint)")
-        weights = found[-1] / "model.safetensors"
+        weights = found[-1] / "ema.safetensors"
+        if not weights.exists():
+            weights = found[-1] / "model.safetensors"
     return weights
 
 

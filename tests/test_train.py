@@ -84,6 +84,37 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, fashion):
         torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
 
 
+def test_ema_is_the_moving_average_of_the_weights_and_what_is_saved(tmp_path, fashion):
+    summary, run = fit(tmp_path, "ema", max_steps=4, ema="0.5", checkpoint_every=1, keep_checkpoints=10,
+                       eval_every=4)
+    ckpts = train.checkpoints(run)
+    assert len(ckpts) == 4
+    raw = [safetensors.torch.load_file(str(c / "model.safetensors")) for c in ckpts]
+    avg = [safetensors.torch.load_file(str(c / "ema.safetensors")) for c in ckpts]
+    assert_bitwise_equal(avg[0], raw[0])   # the first update copies the weights
+    for k in range(1, 4):                  # then W_ema <- 0.5 W_ema + 0.5 W, buffers (BatchNorm) too
+        assert torch.load(ckpts[k] / "state.pt", weights_only=True)["ema_updates"] == k + 1
+        for key, v in avg[k].items():
+            if v.is_floating_point():
+                torch.testing.assert_close(v, 0.5 * avg[k - 1][key] + 0.5 * raw[k][key])
+    assert not torch.equal(avg[-1]["head.weight"], raw[-1]["head.weight"])
+    assert_bitwise_equal(weights(run), avg[-1])   # the run's weights are the average, and it was evaluated
+    again = json.loads(pillars("evaluate", str(run), "--device", "cpu").stdout)
+    assert again["accuracy"] == pytest.approx(summary["final"]["accuracy"], abs=1e-6)
+
+
+def test_resume_with_ema_is_bitwise_exact(tmp_path, fashion):
+    common = dict(ema="0.9", schedule="constant", warmup_steps=0, eval_every=5)
+    _, full = fit(tmp_path, "full", max_steps=10, **common)
+    _, part = fit(tmp_path, "part", max_steps=5, **common)
+    cfg = train.resolve_config("fashion-cnn", overrides={**dict(s.split("=") for s in TINY), **common,
+                                                         "max_steps": "10"})
+    train.fit("fashion-cnn", cfg, part, resume=True, progress=False)
+    assert_bitwise_equal(weights(full), weights(part))
+    with pytest.raises(train.ConfigError, match="ema is a decay per step and must be below 1"):
+        train.resolve_config("fashion-cnn", overrides={"ema": "1"})
+
+
 def _start(run: Path, *extra) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pillars", "train", "fashion-cnn", "--out", str(run),
                              "--no-progress", *sets(*TINY), *extra], cwd=ROOT, stdout=subprocess.PIPE,
