@@ -37,7 +37,8 @@ def run(name: str, config: str | None, overrides: dict, out: Path) -> dict:
     summary = train.fit("fashion-resnet", cfg, run_dir, progress=False)
     lines = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return {"name": name, "epochs": cfg["epochs"], "samples_per_s": summary["samples_per_s"],
-            "t91": time_to(lines, 0.91), "t93": time_to(lines, 0.93), "final": summary["final"]["accuracy"], "train_time_s": summary["train_time_s"]}
+            "t91": time_to(lines, 0.91), "t93": time_to(lines, 0.93), "final": summary["final"]["accuracy"],
+            "train_time_s": summary["train_time_s"]}
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     p.add_argument("--out", help="keep the runs here (default: a temporary folder)")
     args = p.parse_args()
     common = {"eval_every": args.eval_every, "checkpoint_every": 10**9}
-    if args.epochs or not args.config:
+    if args.epochs or not args.config:   # a --config file's own length stands unless --epochs is given
         common["epochs"] = args.epochs or 10
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
