@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pillars import data, metrics  # noqa: E402
+from pillars import data, metrics, runs  # noqa: E402
 from pillars.data import transforms  # noqa: E402
-from pillars.tasks.generative import classifier_features, fashion_classifier, gan_images  # noqa: E402
+from pillars.tasks.generative import classifier_features, classifier_requirement, gan_images  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,8 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device("cpu")
     arrays = data.load("fashion-mnist")
-    classifier, inputs = fashion_classifier(device)
+    run = runs.load(runs.ensure(classifier_requirement(), device.type), device.type)   # trained once, cached
+    classifier, inputs = run.job.model.eval(), run.job.inputs
     test = gan_images(arrays["test_x"])
     real = gan_images(arrays["train_x"][:args.n])
     labels = torch.from_numpy(arrays["train_y"][:args.n])

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from pillars import data, train  # noqa: E402
+from pillars import data  # noqa: E402
+from pillars.devices import machine_name, resolve_device  # noqa: E402
 from pillars.models import gan  # noqa: E402
 from pillars.tasks import generative  # noqa: E402
 
@@ -69,7 +70,7 @@ def main() -> None:
     p.add_argument("--conditional", action="store_true")
     p.add_argument("--compile", action="store_true", help="also torch.compile the tuned networks")
     args = p.parse_args()
-    device = train.resolve_device(args.device)
+    device = resolve_device(args.device)
     arrays = data.load("fashion-mnist")
     x = generative.gan_images(arrays["train_x"]).to(device)
     y = torch.from_numpy(arrays["train_y"]).long().to(device)
@@ -81,7 +82,7 @@ def main() -> None:
     tuned = speed(state, gcfg, cfg, x, y, device, True, args.compile, **common)
     plain = speed(state, gcfg, cfg, x, y, device, False, False, **common)
     name = "fashion-cdcgan" if args.conditional else "fashion-dcgan"
-    print(f"{name} networks, batch {args.batch}, {train.machine_name()} ({device.type}), torch {torch.__version__}")
+    print(f"{name} networks, batch {args.batch}, {machine_name()} ({device.type}), torch {torch.__version__}")
     print(f"{'':<30} {'iterations/s':>8} {'images/s':>10}")
     label = "tuned (bf16, channels_last" + (", compile)" if args.compile else ")")
     for n, r in ((label, tuned), ("plain (fp32 eager)", plain)):

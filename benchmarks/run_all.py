@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pillars import metrics  # noqa: E402
+from pillars import tasks  # noqa: E402
 from pillars.config import write_text_atomic  # noqa: E402
 
 TASKS = ["fashion-cnn", "fashion-resnet", "mnist-5k-cnn", "digits-cnn",
@@ -40,13 +40,11 @@ def row(label: str, run_dir: Path) -> str:
     if not path.exists() or json.loads(path.read_text()).get("status") != "finished":
         return f"| {label} | not run yet | | | |"
     s = json.loads(path.read_text())
-    if "bleu" in s["final"]:   # the decoding of the run's own evaluation
-        from pillars.config import read_toml
-        s["beam"] = read_toml(run_dir / "config.toml").get("beam", 1)
     speed = (f"{s['tokens_per_s']:,.0f} tokens/s" if s.get("tokens_per_s") else f"{s['samples_per_s']:,.0f} samples/s")
     precision = {"32": "fp32", "16": "fp16"}.get(s["precision"], s["precision"])
-    return (f"| {label} | {metrics.result_text(s)} | {metrics.baselines_text(s)} | {s['train_time_s']:.0f} s, {s['steps']:,} steps, "
-            f"{speed}, {precision} | {s['machine']}, torch {s['torch']} |")
+    family = tasks.get(s["task"]).family
+    return (f"| {label} | {family.headline(s)} | {family.baselines_text(s)} | {s['train_time_s']:.0f} s, "
+            f"{s['steps']:,} steps, {speed}, {precision} | {s['machine']}, torch {s['torch']} |")
 
 
 def table(runs: Path, tour_dir: Path) -> str:
@@ -89,18 +87,19 @@ def main() -> None:
     p.add_argument("--tour", default="runs/tour", help="the tour's folder (default runs/tour)")
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args()
-    runs = Path(args.runs)
+    folder = Path(args.runs)
     unknown = sorted(set(args.only or []) - set(ROWS))
     if unknown:
         raise SystemExit(f"error: unknown task(s) {unknown}; the table's rows are: {', '.join(ROWS)}")
     if not args.table_only:
-        from pillars.experiments import run_once
+        from pillars import runs, train
         for name in args.only or ROWS:
             task, config_file = CONFIGS.get(name, (name, None))
-            summary = run_once(task, {}, runs / name, config_file=str(ROOT / config_file) if config_file else None)
+            cfg = train.resolve_config(task, str(ROOT / config_file) if config_file else None)
+            summary = runs.train_or_reuse(task, cfg, folder / name, progress=False)
             if summary.get("status") != "finished":
                 raise SystemExit("stopped: run the same command again to continue")
-    text = table(runs, Path(args.tour))
+    text = table(folder, Path(args.tour))
     write_text_atomic(ROOT / "benchmarks" / "results.md", text + "\n")
     readme = Path(args.readme)
     page = readme.read_text()

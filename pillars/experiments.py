@@ -4,7 +4,7 @@
     pillars experiment long-lag          LSTM vs tanh RNN on the adding problem against the time lag
 
 Each run is an ordinary run folder under the experiment's folder; a finished run is reused and an
-interrupted one resumed, so an experiment can be stopped and started again.
+interrupted one resumed (`pillars.runs.train_or_reuse`), so an experiment can be stopped and started again.
 """
 from __future__ import annotations
 
@@ -13,26 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-from pillars import train
+from pillars import runs, train
+from pillars.config import write_text_atomic
 from pillars.plots import finish_line_plot, pyplot
+from pillars.weights import checkpoints
 
 
-def run_once(task: str, overrides: dict, run_dir: Path, log=print, config_file: str | None = None) -> dict:
-    """Train `task` (with `config_file` and `overrides`) into `run_dir` unless it is already finished
-    there; resume it if it was cut off. A folder made with other settings is an error, not a result to reuse."""
-    cfg = train.resolve_config(task, config_file, overrides={k: str(v) for k, v in overrides.items()})
-    if (run_dir / "config.toml").exists():
-        diff = train.settings_changed(run_dir, task, cfg)
-        if diff:
-            raise train.ConfigError(f"{run_dir} was trained with other settings ({diff}). Give the experiment "
-                                    "another --out folder, or delete that run folder to train it again")
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        return json.loads(summary_path.read_text())
-    resume = bool(train.checkpoints(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log(f"{'resuming' if resume else 'training'} {run_dir.name}")
-    return train.fit(task, cfg, run_dir, resume=resume, progress=False)
+def train_run(task: str, overrides: dict, run_dir: Path, log=print) -> dict:
+    """One run of an experiment, trained, resumed or reused by the run lifecycle; a folder made with other
+    settings is an error, not a result to reuse."""
+    cfg = train.resolve_config(task, overrides={k: str(v) for k, v in overrides.items()})
+    if not runs.is_finished(run_dir):
+        log(f"{'resuming' if checkpoints(run_dir) else 'training'} {run_dir.name}")
+    return runs.train_or_reuse(task, cfg, run_dir, log=log, progress=False,
+                               other_settings_hint="give the experiment another --out folder, or delete that run "
+                                                   "folder to train it again")
 
 
 def transfer_curve(out: Path, labels=(10, 30, 100), seeds=(0, 1, 2), extra: dict | None = None, log=print) -> dict:
@@ -44,14 +39,14 @@ def transfer_curve(out: Path, labels=(10, 30, 100), seeds=(0, 1, 2), extra: dict
             for seed in seeds:
                 overrides = {**(extra or {}), "labels_per_class": n, "pretrained": start == "pretrained",
                              "seed": seed}
-                summary = run_once("fashion-transfer", overrides, out / f"n{n}-{start}-seed{seed}", log)
+                summary = train_run("fashion-transfer", overrides, out / f"n{n}-{start}-seed{seed}", log)
                 if summary.get("status") != "finished":
                     log("stopped: run the same command again to continue where it stopped")
                     return {}
                 results[start].setdefault(n, []).append(summary["final"]["accuracy"])
     table = {start: {n: {"mean": float(np.mean(a)), "std": float(np.std(a)), "runs": a} for n, a in r.items()}
              for start, r in results.items()}
-    (out / "transfer_curve.json").write_text(json.dumps(table, indent=2) + "\n")
+    write_text_atomic(out / "transfer_curve.json", json.dumps(table, indent=2) + "\n")
     plot_transfer_curve(table, out / "transfer_curve.png")
     return table
 
@@ -78,14 +73,19 @@ def long_lag(out: Path, lags=(25, 50, 100, 200), cells=("lstm", "rnn"), seeds=(0
     for lag in lags:
         for cell in cells:
             for seed in seeds:
-                summary = run_once("adding-problem", {**(extra or {}), "lag": lag, "cell": cell, "seed": seed},
-                                   out / f"{cell}-lag{lag}-seed{seed}", log)
+                summary = train_run("adding-problem", {**(extra or {}), "lag": lag, "cell": cell, "seed": seed},
+                                    out / f"{cell}-lag{lag}-seed{seed}", log)
                 if summary.get("status") != "finished":
                     log("stopped: run the same command again to continue where it stopped")
                     return {}
                 results[cell].setdefault(lag, []).append(summary["final"]["success"])
     table = {c: {lag: {"mean": float(np.mean(a)), "runs": a} for lag, a in r.items()} for c, r in results.items()}
-    (out / "long_lag.json").write_text(json.dumps(table, indent=2) + "\n")
+    write_text_atomic(out / "long_lag.json", json.dumps(table, indent=2) + "\n")
+    plot_long_lag(table, lags, cells, out / "long_lag.png")
+    return table
+
+
+def plot_long_lag(table: dict, lags, cells, path: Path) -> None:
     fig, ax = pyplot().subplots(figsize=(5.5, 3.8))
     names = {"lstm": "LSTM", "rnn": "tanh RNN"}
     for cell, style in zip(cells, ("o-", "s--")):
@@ -94,10 +94,9 @@ def long_lag(out: Path, lags=(25, 50, 100, 200), cells=("lstm", "rnn"), seeds=(0
     ax.set_xscale("log")
     ax.minorticks_off()
     ax.set_xticks(list(lags), [str(x) for x in lags])
-    finish_line_plot(fig, ax, out / "long_lag.png", "the adding problem: memory across long time lags",
+    finish_line_plot(fig, ax, path, "the adding problem: memory across long time lags",
                      "sequence length T (one marked value in each half)",
                      "test sequences solved, |error| < 0.04 (%)")
-    return table
 
 
 def chance_success(tolerance: float = 0.04) -> float:

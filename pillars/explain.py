@@ -22,7 +22,8 @@ For a language model (LSTM or GPT):
   kv_cache.png       (GPT) generation time with and without the KV cache
 
 For a translation model: cross_attention.png, the decoder's attention over the source while it writes
-its translation (a soft word alignment). For a forecaster: forecasts.png.
+its translation (a soft word alignment). For a forecaster: forecasts.png. For a GAN: interpolation.png
+(walks between noise vectors) and dynamics.png (the discriminator's verdicts and the quality over training).
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pillars.baselines import seasonal_naive_forecast
+from pillars.config import write_text_atomic
 from pillars.data import transforms
+from pillars.devices import autocast
 from pillars.plots import finish_line_plot, pyplot as _plt
 
 
@@ -265,7 +268,6 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
     """Filters, feature maps (or a ViT's [CLS] attention), the confusion matrix, Grad-CAM and the
     translation experiment. Predictions run under the run's own autocast `precision`, as its test
     accuracy was measured."""
-    from pillars.train import autocast
     model = job.model.float().eval()
     if job.conv:
         model = model.to(memory_format=torch.channels_last)
@@ -309,7 +311,7 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
     plot_translation(shifts, curves, run_dir / "translation.png")
     out["translation"] = {k: [round(a, 4) for a in v] for k, v in curves.items()}
     out["shifts"] = list(shifts)
-    (run_dir / "explain.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_text_atomic(run_dir / "explain.json", json.dumps(out, indent=2) + "\n")
     return out
 
 
@@ -420,11 +422,11 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
                            spans=(1, 2, 4, 8, 16, 32, 64, 128, 256), positions: int = 4096,
                            cell_chars: int = 50000) -> dict:
     """Memory span (at `positions` random test positions), readable cells (over `cell_chars` test
-    characters, LSTMs), attention distance and KV-cache speed (GPTs)."""
+    characters, LSTMs), attention distance and KV-cache speed (GPTs). `job`: a tasks.language.LanguageJob."""
     model = job.model.float().eval()
     tok = job.tokenizer
     device = next(model.parameters()).device
-    stream = job.info["test_ids"].to(device)
+    stream = job.test_ids.to(device)
     unit = "bits per character" if tok.lossless else "bits per word"
     log("memory span: test loss with the history cut to k tokens")
     longest = min(len(stream) - 2, getattr(model.cfg, "context", len(stream)))   # a GPT reads at most its context
@@ -447,7 +449,7 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
         plot_kv_cache(lengths, curve, run_dir / "kv_cache.png")
         out["kv_cache_seconds"] = {"tokens": lengths, **{k: [round(s, 4) for s in v] for k, v in curve.items()}}
     if tok.kind == "char" and getattr(model.cfg, "cell", "") == "lstm":
-        text = job.info["test_text"][:cell_chars]
+        text = job.test_text[:cell_chars]
         log(f"reading the LSTM's cells over {len(text):,} test characters")
         with torch.no_grad():
             cells = model.cells(torch.from_numpy(tok.encode(text))[None].to(device))[0].cpu().numpy()
@@ -455,7 +457,7 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
         picks = readable_cells(cells, signals)
         plot_cell_heat_maps(text, cells, picks, signals, run_dir / "cells.png")
         out["cells"] = {name: {"cell": c, "correlation": round(r, 3)} for name, (c, r) in picks.items()}
-    (run_dir / "explain.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_text_atomic(run_dir / "explain.json", json.dumps(out, indent=2) + "\n")
     return out
 
 
@@ -464,9 +466,9 @@ def explain_language_model(run_dir: Path, job, baselines: dict, log=print,
 @torch.no_grad()
 def plot_forecasts(job, path: Path, n: int = 4) -> None:
     """A few held-out days: the history's last three days, what happened, the LSTM's forecast and the
-    seasonal-naive one, in the series' own units."""
+    seasonal-naive one, in the series' own units. `job`: a tasks.sequences.ForecastJob."""
     model = job.model.float().eval()
-    mean, std, season = job.info["mean"], job.info["std"], job.info["season"]
+    mean, std, season = job.mean, job.std, job.season
     x, y = job.test
     picks = torch.linspace(0, len(x) - 1, n).long()
     pred = model(x[picks]).cpu().numpy() * std + mean
@@ -486,7 +488,7 @@ def plot_forecasts(job, path: Path, n: int = 4) -> None:
         ax.axvline(0, color="grey", lw=0.6)
         ax.set_xlabel("steps from the forecast time")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(job.info["series"])
+    axes[0][0].set_ylabel(job.series)
     axes[0][0].legend(fontsize=7)
     fig.suptitle("forecasts of the held-out period", fontsize=9)
     fig.tight_layout()
@@ -615,10 +617,10 @@ def token_pieces(tok, ids) -> list[str]:
 
 
 def explain_translation(run_dir: Path, job, source: str = "", log=print) -> dict:
-    model = job.model.float().eval()
-    tok = job.tokenizer
-    if not source:
-        source = job.info["example_source"]
+    """The decoder's cross-attention over `source` (default: the job's held-out example) while it writes its
+    greedy translation. `job`: a tasks.translation.TranslationJob."""
+    model, tok = job.model.float().eval(), job.tokenizer
+    source = source or job.example_source
     src = torch.from_numpy(tok.encode(source))[None].to(next(model.parameters()).device)
     src = src[:, :model.cfg.max_len]
     hyp = model.greedy(src)[0]
@@ -627,7 +629,7 @@ def explain_translation(run_dir: Path, job, source: str = "", log=print) -> dict
     plot_cross_attention(weights, token_pieces(tok, src[0].tolist()), token_pieces(tok, hyp) + ["<eos>"],
                          run_dir / "cross_attention.png")
     out = {"source": source, "translation": tok.decode(hyp), "cross_attention": "cross_attention.png"}
-    (run_dir / "explain.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(run_dir / "explain.json", json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     return out
 
 
@@ -662,9 +664,11 @@ def plot_interpolation(model: nn.Module, conditional: bool, classes: list[str], 
 def plot_gan_dynamics(lines: list[dict], path: Path) -> None:
     """The forger and the detective: D's mean output on real and on generated training images over
     training, against 1/2, where D can no longer tell them apart (the 2014 paper's equilibrium);
-    beside it the test figure (Frechet distance or Parzen log-likelihood) at each evaluation."""
+    beside it the quality (Frechet distance or Parzen log-likelihood) at each evaluation on the
+    validation split (the test split for runs made before there was one)."""
     train = [ln for ln in lines if ln["split"] == "train" and "d_real" in ln]
-    test = [ln for ln in lines if ln["split"] == "test"]
+    split = "valid" if any(ln["split"] == "valid" for ln in lines) else "test"
+    evals = [ln for ln in lines if ln["split"] == split]
     plt = _plt()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
     steps = [ln["step"] for ln in train]
@@ -677,14 +681,14 @@ def plot_gan_dynamics(lines: list[dict], path: Path) -> None:
     ax.set_title("forger and detective: the discriminator's verdicts", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    key = next((k for k in ("fid_fashion", "parzen_ll") if test and k in test[0]), None)
+    key = next((k for k in ("fid_fashion", "parzen_ll") if evals and k in evals[0]), None)
     if key:
-        bx.plot([ln["step"] for ln in test], [ln[key] for ln in test], "o-", color="tab:red")
+        bx.plot([ln["step"] for ln in evals], [ln[key] for ln in evals], "o-", color="tab:red")
         if key == "fid_fashion":
             bx.set_yscale("log")
         bx.set_xlabel("step")
         bx.set_ylabel(key)
-        bx.set_title("quality on the test set", fontsize=9)
+        bx.set_title(f"quality on the {'validation' if split == 'valid' else 'test'} set", fontsize=9)
         bx.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -692,8 +696,9 @@ def plot_gan_dynamics(lines: list[dict], path: Path) -> None:
 
 
 def explain_gan(run_dir: Path, job) -> dict:
+    """interpolation.png and dynamics.png of a GAN run (a GANJob: its classes, whether it is conditional)."""
     model = job.model.float()
-    plot_interpolation(model, job.info["conditional"], job.info["classes"], run_dir / "interpolation.png")
+    plot_interpolation(model, job.conditional, job.classes, run_dir / "interpolation.png")
     lines = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     plot_gan_dynamics(lines, run_dir / "dynamics.png")
     train = [ln for ln in lines if ln["split"] == "train" and "d_real" in ln]
@@ -701,5 +706,5 @@ def explain_gan(run_dir: Path, job) -> dict:
     out = {"interpolation": "interpolation.png", "dynamics": "dynamics.png",
            "d_real_last_tenth": float(np.mean([ln["d_real"] for ln in tail])) if tail else None,
            "d_fake_last_tenth": float(np.mean([ln["d_fake"] for ln in tail])) if tail else None}
-    (run_dir / "explain.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_text_atomic(run_dir / "explain.json", json.dumps(out, indent=2) + "\n")
     return out

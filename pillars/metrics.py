@@ -65,26 +65,26 @@ def token_summary(sums: dict[str, float]) -> dict[str, float]:
     return {"loss": sums["nll_sum"] / n, "token_accuracy": sums["correct"] / n}
 
 
-def translation_sums(hypotheses: list[str], references: list[str], device=None) -> dict[str, torch.Tensor]:
-    """sacreBLEU's sufficient statistics for corpus BLEU (n-gram matches and totals, lengths) and chrF
-    (character and word n-gram statistics), summed over the sentences: they add across batches and
-    processes, and the summary turns the sums of the whole set into sacreBLEU's own corpus scores."""
-    from sacrebleu.metrics import BLEU, CHRF
-    out = {}
-    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
-        stats = np.sum(np.array(metric._extract_corpus_statistics(hypotheses, [references]), dtype=np.float64), 0)
-        for i, v in enumerate(stats):
-            out[f"{name}_stat{i:02d}"] = torch.tensor(float(v), device=device)
-    return out
+def translation_sums(hypotheses: list[list[int]], index: torch.Tensor, size: int, width: int) -> dict:
+    """A batch's hypotheses (token ids) as sums that add up to the whole set's: row index[i] of a (size, width)
+    table holds hypothesis i's ids + 1 (0: none), and `hyp_count` how often each sentence was decoded."""
+    rows = torch.zeros(len(hypotheses), width)
+    for r, ids in enumerate(hypotheses):   # (a hypothesis longer than `width` does not fit: an error)
+        rows[r, :len(ids)] = torch.tensor(ids, dtype=torch.float32) + 1
+    return {"hyp_ids": torch.zeros(size, width, device=index.device).index_add_(0, index, rows.to(index.device)),
+            "hyp_count": torch.zeros(size, device=index.device).index_add_(0, index, torch.ones_like(index).float())}
 
 
-def translation_summary(sums: dict[str, float]) -> dict[str, float]:
+def translation_summary(sums: dict, references: list[str], decode) -> dict[str, float]:
+    """sacreBLEU's corpus BLEU and chrF of every sentence decoded (`translation_sums` over the set; one decoded
+    twice, as a process's padding, added its ids twice), against its reference; `decode`: ids -> text."""
     from sacrebleu.metrics import BLEU, CHRF
-    out = {}
-    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
-        stats = [sums[k] for k in sorted(sums) if k.startswith(f"{name}_stat")]
-        out[name] = float(metric._compute_score_from_stats(stats).score)
-    return out
+    count = np.asarray(sums["hyp_count"])
+    seen = np.flatnonzero(count > 0)
+    table = np.rint(np.asarray(sums["hyp_ids"])[seen] / count[seen, None]).astype(np.int64)
+    hypotheses, refs = [decode(row[row > 0] - 1) for row in table], [[references[i] for i in seen]]
+    return {"bleu": float(BLEU().corpus_score(hypotheses, refs).score),
+            "chrf": float(CHRF().corpus_score(hypotheses, refs).score)}
 
 
 # ----------------------------------------------------------------------------- generative models
@@ -134,66 +134,3 @@ def parzen_log_likelihood(samples: torch.Tensor, x: torch.Tensor, sigma: float, 
         d2 = torch.cdist(xb, s).pow(2)
         out.append(torch.logsumexp(-d2 / (2 * sigma ** 2), dim=1))
     return torch.cat(out) - math.log(M) - D / 2 * math.log(2 * math.pi * sigma ** 2)
-
-
-# ----------------------------------------------------------------------------- a run's summary as text
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
-
-def result_text(summary: dict) -> str:
-    """A run's headline figure on the test set, e.g. "94.56% accuracy" or "1.912 bits/char"."""
-    f = summary["final"]
-    if "fid_fashion" in f:
-        text = f"FID (project classifier) {f['fid_fashion']:.1f}, smallest class share {_pct(f['min_class_share'])}"
-        return text + (f", class asked for {_pct(f['class_accuracy'])}" if "class_accuracy" in f else "")
-    if "parzen_ll" in f:
-        return f"Parzen log-likelihood {f['parzen_ll']:.1f} nats"
-    if "bleu" in f:
-        beam = summary.get("beam", 1)
-        return f"BLEU {f['bleu']:.1f}, chrF {f['chrf']:.1f} ({'beam' if beam > 1 else 'greedy'})"
-    if "bits_per_char" in f:
-        return f"{f['bits_per_char']:.3f} bits/char"
-    if "perplexity" in f:
-        return f"perplexity {f['perplexity']:.1f}"
-    if "mase" in f:
-        return f"MASE {f['mase']:.3f} (MAE {f['mae']:.2f})"
-    if "accuracy" in f:
-        return f"{_pct(f['accuracy'])} accuracy"
-    return f"{summary['metric']} {f[summary['metric']]:.4g}"
-
-
-# summary["baselines"] keys: (name, format); the CHANCE ones say what no learning at all would score
-BASELINE_NAMES = {
-    "kneser_ney_bits_per_char": ("Kneser-Ney", "{:.3f} bits/char"),
-    "kneser_ney_perplexity": ("Kneser-Ney", "perplexity {:.1f}"),
-    "unigram_bits_per_char": ("character frequencies alone", "{:.3f} bits/char"),
-    "seasonal_naive_mase": ("seasonal naive", "MASE {:.3f}"),
-    "naive_mase": ("naive", "MASE {:.3f}"),
-    "tfidf_logreg_accuracy": ("TF-IDF + logistic regression", "{:.2%}"),
-    "vader_accuracy": ("VADER", "{:.2%}"),
-    "majority_accuracy": ("majority class", "{:.2%}"),
-    "fid_fashion_real_train_vs_test": ("real train vs real test", "{:.2f}"),
-    "fid_fashion_untrained_generator": ("untrained generator", "{:.0f}"),
-    "parzen_ll_of_the_training_digits": ("training digits themselves", "{:.1f} nats"),
-}
-CHANCE = {"unigram_bits_per_char", "fid_fashion_untrained_generator", "majority_accuracy"}
-
-
-def baselines_text(summary: dict, which: str = "all") -> str:
-    """The run's baselines on the same test set as text; `which`: "all", "baselines" (models to beat) or
-    "chance" (what no learning scores)."""
-    b = summary.get("baselines", {})
-    parts, seen = [], set()
-    for key, (name, fmt) in BASELINE_NAMES.items():
-        if key not in b or name in seen or (which == "baselines" and key in CHANCE) or (
-                which == "chance" and key not in CHANCE):
-            continue
-        if key == "kneser_ney_perplexity" and "kneser_ney_bits_per_char" in b:
-            continue
-        seen.add(name)
-        if key.startswith("kneser_ney") and "kneser_ney_order" in b:
-            name = f"Kneser-Ney {b['kneser_ney_order']:.0f}-gram"
-        parts.append(f"{name} {fmt.format(b[key])}")
-    return "; ".join(parts)

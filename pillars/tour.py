@@ -5,9 +5,11 @@ that show what each one learned, and writes a self-contained report.
     pillars tour --full           the README's configurations (hours on a CPU; a GPU is the place for it)
 
 Each stage is an ordinary run folder under the tour's folder (`runs/tour/cnn`, ...): a finished stage is
-reused and an interrupted one resumed, so the tour can be stopped with Ctrl-C and started again. The
-budget sets how long each network trains (its epochs or steps, in proportion to the budget); the
-experiments after training take about the same time whatever the budget.
+reused and an interrupted one resumed (`pillars.runs`), so the tour can be stopped with Ctrl-C and started
+again. The budget sets how long each network trains (its epochs or steps, in proportion to the budget); the
+experiments after training take about the same time whatever the budget. What the tour shows of a run (its
+experiments and samples, its headline and baselines, the figures of its report) is its task's family's
+(`pillars.tasks.Family`): the tour itself knows no model family.
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from pillars import explain, metrics, train
+from pillars import runs, tasks, train
 from pillars.config import ConfigError, write_text_atomic
-from pillars.plots import pyplot, save_image_grid
+from pillars.devices import machine_name
+from pillars.plots import pyplot
 
 DEFAULT_BUDGET = 15.0   # minutes
 
@@ -134,35 +137,24 @@ class Progress:
         self.bar.update(self.task, completed=self.done)
 
 
-def _check_same(run_dir: Path, task: str, cfg: dict, out: Path) -> None:
-    diff = train.settings_changed(run_dir, task, cfg)
-    if diff:
-        raise ConfigError(f"{run_dir} was trained with other settings than this tour asks for ({diff}): {out} "
-                          f"holds a tour started with another --budget or --full. Run it again with the same "
-                          f"flags, choose another --out, or delete {out}")
+def log_to(console):
+    """A plain-text log line on the tour's console (what families and the run lifecycle print)."""
+    return lambda text: console.print(text, markup=False, highlight=False)
 
 
-def run_stage(stage: Stage, overrides: dict, out: Path, progress: Progress, console, device: str,
-              full: bool = False) -> dict | None:
-    """Train one stage (or reuse / resume it); None when it was interrupted."""
-    run_dir = out / stage.key
+def train_stage(stage: Stage, overrides: dict, out: Path, progress: Progress, console, device: str,
+                full: bool = False) -> dict | None:
+    """Train one stage, or reuse or resume it (the run lifecycle); None when it was interrupted."""
     cfg = train.resolve_config(stage.task, overrides={**{k: str(v) for k, v in overrides.items()},
                                                       **({"device": device} if device != "auto" else {})})
-    summary_path = run_dir / "summary.json"
-    if (run_dir / "config.toml").exists():
-        _check_same(run_dir, stage.task, cfg, out)
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("status") == "finished":
-            return summary
-        summary_path.unlink()   # an interrupted run's summary: fit resumes from the checkpoint and writes a new one
-    resume = bool(train.checkpoints(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     def on_step(step: int, total: int, info: str) -> None:
         progress.within(train_seconds(stage, overrides, full), step / total, info)
 
-    summary = train.fit(stage.task, cfg, run_dir, resume=resume, progress=False, console=console, on_step=on_step)
+    hint = (f"{out} holds a tour started with another --budget or --full. Run it again with the same flags, "
+            f"choose another --out, or delete {out}")
+    summary = runs.train_or_reuse(stage.task, cfg, out / stage.key, log=log_to(console), other_settings_hint=hint,
+                                  progress=False, console=console, on_step=on_step)
     return summary if summary.get("status") == "finished" else None
 
 
@@ -180,54 +172,17 @@ def _scale(stage: Stage, overrides: dict) -> float:
 
 
 def run_experiments(stage: Stage, out: Path, lighter: bool, console, device: str = "auto") -> dict:
-    """The stage's experiments (`pillars explain`) and samples; cached in the run folder."""
+    """The stage's experiments and samples, as its task's family shows them; cached in the run folder."""
     run_dir = out / stage.key
     done = run_dir / "tour.json"
     if done.exists() and done.stat().st_mtime >= (run_dir / "summary.json").stat().st_mtime:
         return json.loads(done.read_text())
-    _, cfg, job, _ = train.load_run(run_dir, device)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    log = console.print
-    result: dict = {}
-    if job.inputs is not None:   # an image classifier
-        shifts = range(0, 9, 2) if lighter else range(0, 9)
-        result["explain"] = explain.explain_image_classifier(run_dir, job, log=log, shifts=shifts,
-                                                             mlp_epochs=1 if lighter else 3,
-                                                             precision=cfg["precision"])
-    elif hasattr(job.model, "discriminator"):   # a GAN
-        result["explain"] = explain.explain_gan(run_dir, job)
-        from pillars.tasks.generative import draw_grid
-        save_image_grid(draw_grid(job.model.eval(), 64, None, seed=0, nrow=8), run_dir / "sample.png")
-        result["sample"] = "sample.png"
-        grids = sorted((run_dir / "samples").glob("step-*.png"))
-        result["sample_steps"] = [str(p.relative_to(run_dir)) for p in grids]
-    elif hasattr(job.model, "beam_search"):   # a translation model
-        result["explain"] = explain.explain_translation(run_dir, job, log=log)
-        result["translations"] = translations(job, cfg)
-    else:   # a language model
-        result["explain"] = explain.explain_language_model(run_dir, job, summary.get("baselines", {}), log=log,
-                                                           **({"positions": 1024, "cell_chars": 10000} if lighter
-                                                              else {}))
-        result["text"] = generated_text(job)
+    run = runs.load(run_dir, device)
+    result = run.task.family.tour(run, log_to(console), light=lighter)
     result["curves"] = "curves.png"
-    plot_curves(run_dir, summary, run_dir / "curves.png")
+    plot_curves(run_dir, runs.summary_of(run_dir), run_dir / "curves.png")
     write_text_atomic(done, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result
-
-
-def generated_text(job, prompt: str = "The Congress", length: int = 400, seed: int = 0) -> dict:
-    from pillars.tasks.language import generate_texts
-    text = generate_texts(job.model, job.tokenizer, prompt, 1, length, 0.8, 0, 0.95, seed)[0]
-    return {"prompt": prompt, "temperature": 0.8, "top_p": 0.95, "text": text}
-
-
-def translations(job, cfg: dict, n: int = 5) -> list[dict]:
-    from pillars.tasks.translation import translate
-    pairs = job.info.get("samples", [])[:n]
-    if not pairs:
-        return []
-    outputs = translate(job.model, job.tokenizer, [s for s, _ in pairs], cfg, beam=4)
-    return [{"source": s, "reference": r, "output": o} for (s, r), o in zip(pairs, outputs)]
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -238,19 +193,24 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def plot_curves(run_dir: Path, summary: dict, path: Path) -> None:
-    """Training loss (left) and the test metric at each evaluation (right), against the optimizer step."""
+    """Training loss (left); the validation metric at each evaluation and the test figure, read once at the
+    end (right), against the optimizer step."""
     lines = read_metrics(run_dir)
     metric = summary["metric"]
-    tr = [(r["step"], r["loss"]) for r in lines if r["split"] == "train" and "loss" in r]
-    te = [(r["step"], r[metric]) for r in lines if r["split"] == "test" and metric in r]
+    points = {split: [(r["step"], r[key]) for r in lines if r["split"] == split and key in r]
+              for split, key in (("train", "loss"), ("valid", metric), ("test", metric))}
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 3.0))
-    if tr:
-        a.plot(*zip(*tr), lw=1, color="tab:blue")
+    if points["train"]:
+        a.plot(*zip(*points["train"]), lw=1, color="tab:blue")
     a.set(xlabel="step", ylabel="training loss", title="training loss")
-    if te:
-        b.plot(*zip(*te), "o-", color="tab:orange")
-    b.set(xlabel="step", ylabel=metric, title=f"test {metric}")
+    if points["valid"]:
+        b.plot(*zip(*points["valid"]), "o-", color="tab:orange", label="validation, at each evaluation")
+    if points["test"]:
+        b.plot(*zip(*points["test"]), "*", ms=11, color="tab:red", label="test, once at the end")
+    if points["valid"] or points["test"]:
+        b.legend(fontsize=8)
+    b.set(xlabel="step", ylabel=metric, title=f"validation {metric}")
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.title.set_fontsize(9)
@@ -259,80 +219,90 @@ def plot_curves(run_dir: Path, summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def check_plan(out: Path, budget: float, full: bool) -> None:
+    """A tour's folder keeps the flags it was started with; a second run with other flags is refused."""
+    meta_path = out / "tour-plan.json"
+    asked = {"budget": None if full else budget, "full": full}
+    if not meta_path.exists():
+        write_text_atomic(meta_path, json.dumps({**asked, "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+        return
+    before = json.loads(meta_path.read_text())
+    if {k: before.get(k) for k in asked} != asked:
+        flags = lambda a: "--full" if a.get("full") else f"--budget {a.get('budget'):g}"  # noqa: E731
+        raise ConfigError(f"{out} holds a tour started with {flags(before)}; this one asks for {flags(asked)}. "
+                          f"Run it again with {flags(before)}, choose another --out, or delete {out}")
+
+
 def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: str = "auto", console=None,
          progress: bool = True) -> dict | None:
     """Run the tour into `out` and write `out/report.html`; returns the rows of the summary table, or None
     when it was interrupted (run it again to continue)."""
     from rich.console import Console
-
-    from pillars import data
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     stages = plan(budget, full)
-    lighter = light(budget, full)
     out.mkdir(parents=True, exist_ok=True)
-    meta_path = out / "tour-plan.json"
-    asked = {"budget": None if full else budget, "full": full}
-    if meta_path.exists():
-        before = json.loads(meta_path.read_text())
-        if {k: before.get(k) for k in asked} != asked:
-            flags = lambda a: "--full" if a.get("full") else f"--budget {a.get('budget'):g}"  # noqa: E731
-            raise ConfigError(f"{out} holds a tour started with {flags(before)}; this one asks for {flags(asked)}. "
-                              f"Run it again with {flags(before)}, choose another --out, or delete {out}")
-    else:
-        write_text_atomic(meta_path, json.dumps({**asked, "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
-
+    check_plan(out, budget, full)
     t0 = time.time()
     fetch_s = 10.0 * len({d for s, _ in stages for d in s.datasets})
     total = (fetch_s + CLASSIFIER_S + sum(train_seconds(s, o, full) + s.explain_s for s, o in stages)
              + (TRANSFER_S if full else 0))
     bar = Progress(console, total, progress)
     with bar.bar:
-        bar.stage("fetching data")
-        for name in dict.fromkeys(d for s, _ in stages for d in s.datasets):
-            data.load(name, log=console.print)
-        bar.advance(fetch_s)
-        results = {}
-        for i, (stage, overrides) in enumerate(stages, 1):
-            label = f"[{i}/{len(stages)}] {stage.pillar}: {stage.task}"
-            bar.stage(label)
-            console.print(f"[bold cyan]{label}[/]")
-            summary = run_stage(stage, overrides, out, bar, console, device, full)
-            if summary is None:
-                console.print(f"[yellow]the tour stopped; run the same command again to continue where it "
-                              f"stopped (finished stages are kept in {out})[/]")
-                return None
-            bar.advance(train_seconds(stage, overrides, full) + (CLASSIFIER_S if stage.key == "gan" else 0))
-            bar.stage(f"[{i}/{len(stages)}] {stage.pillar}: experiments")
-            extra = run_experiments(stage, out, lighter, console, device)
-            bar.advance(stage.explain_s)
-            results[stage.key] = {"summary": summary, **extra}
-        if full:
-            from pillars import experiments
-            bar.stage("transfer learning: pretrained vs from scratch")
-            table = experiments.transfer_curve(out / "transfer", log=console.print,
-                                               extra={"eval_batches": 4,
-                                                      **({"device": device} if device != "auto" else {})})
-            if not table:
-                return None
-            bar.advance(TRANSFER_S)
-            results["transfer"] = {"table": table}
+        results = run_stages(stages, out, bar, console, device, full, light(budget, full), fetch_s)
+    if results is None:
+        return None
     rows = summary_rows(stages, results)
     wall = time.time() - t0
     write_report(out, stages, results, rows, budget, full, wall)
-    write_text_atomic(out / "results.md", results_markdown(rows, train.machine_name()) + "\n")
+    write_text_atomic(out / "results.md", results_markdown(rows, machine_name()) + "\n")
     print_table(rows, console)
     console.print(f"[bold green]tour done[/] in {wall / 60:.1f} min (this invocation) -> {out / 'report.html'}")
     return {"rows": rows, "report": str(out / "report.html"), "wall_s": wall}
 
 
+def run_stages(stages, out: Path, bar: Progress, console, device: str, full: bool, lighter: bool,
+               fetch_s: float) -> dict | None:
+    """Fetch the data, train each stage and run its experiments (then, with --full, the transfer curve);
+    the results by stage key, or None when the tour was interrupted."""
+    from pillars import data
+    bar.stage("fetching data")
+    for name in dict.fromkeys(d for s, _ in stages for d in s.datasets):
+        data.load(name, log=log_to(console))
+    bar.advance(fetch_s)
+    results = {}
+    for i, (stage, overrides) in enumerate(stages, 1):
+        label = f"[{i}/{len(stages)}] {stage.pillar}: {stage.task}"
+        bar.stage(label)
+        console.print(f"[bold cyan]{label}[/]")
+        summary = train_stage(stage, overrides, out, bar, console, device, full)
+        if summary is None:
+            console.print(f"[yellow]the tour stopped; run the same command again to continue where it "
+                          f"stopped (finished stages are kept in {out})[/]")
+            return None
+        needs_first = tasks.get(stage.task).requires is not None   # the GAN metric's classifier
+        bar.advance(train_seconds(stage, overrides, full) + (CLASSIFIER_S if needs_first else 0))
+        bar.stage(f"[{i}/{len(stages)}] {stage.pillar}: experiments")
+        extra = run_experiments(stage, out, lighter, console, device)
+        bar.advance(stage.explain_s)
+        results[stage.key] = {"summary": summary, **extra}
+    if full:
+        from pillars import experiments
+        bar.stage("transfer learning: pretrained vs from scratch")
+        table = experiments.transfer_curve(out / "transfer", log=log_to(console),
+                                           extra={"eval_batches": 4, **({"device": device} if device != "auto" else {})})
+        if not table:
+            return None
+        bar.advance(TRANSFER_S)
+        results["transfer"] = {"table": table}
+    return results
+
+
 # ----------------------------------------------------------------------------- the figures of each stage
 
 def headline(stage: Stage, summary: dict) -> tuple[str, str, str]:
-    """(result, baselines, chance) as text, for the summary table."""
-    chance = metrics.baselines_text(summary, "chance")
-    if not chance and "accuracy" in summary["final"] and stage.task.startswith("fashion"):
-        chance = "10% (10 classes)"
-    return metrics.result_text(summary), metrics.baselines_text(summary, "baselines"), chance or "-"
+    """(result, baselines, chance) as text, for the summary table: as the stage's task's family writes them."""
+    family = tasks.get(stage.task).family
+    return family.headline(summary), family.baselines_text(summary, "baselines"), family.chance(summary) or "-"
 
 
 def summary_rows(stages, results: dict) -> list[dict]:
@@ -351,39 +321,40 @@ def summary_rows(stages, results: dict) -> list[dict]:
                                + f" at {' / '.join(str(n) for n in ns)} labels per class",
                      "baseline": "from scratch " + " / ".join(f"{t['scratch'][n]['mean']:.1%}" for n in ns),
                      "chance": "10%", "train_s": 0, "steps": 0, "epochs": 0, "parameters": 0, "precision": "",
-                     "machine": train.machine_name()})
+                     "machine": machine_name()})
     return rows
 
 
-def results_markdown(rows: list[dict], machine_name: str) -> str:
+def results_markdown(rows: list[dict], machine: str) -> str:
     lines = ["| pillar | task | result | baseline on the same test set | chance | training |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         time_s = f"{r['train_s']:.0f} s, {r['steps']:,} steps" if r["train_s"] else ""
         lines.append(f"| {r['pillar']} | `{r['task']}` | {r['result']} | {r['baseline']} | {r['chance']} | {time_s} |")
-    lines.append(f"\nMachine: {machine_name}, torch {torch.__version__}.")
+    lines.append(f"\nMachine: {machine}, torch {torch.__version__}.")
     return "\n".join(lines)
 
 
 def print_table(rows: list[dict], console) -> None:
+    """The summary table: a rich table on a terminal; in a log file, plain tab-separated lines, never cut."""
+    cells = [[r["pillar"], r["task"], r["result"], r["baseline"], r["chance"],
+              f"{r['train_s']:.0f}" if r["train_s"] else ""] for r in rows]
+    headers = ["pillar", "task", "result", "baseline", "chance", "train s"]
+    if not console.is_terminal:   # written as it is: rich would turn the tabs into spaces
+        console.file.write("\n".join(["pillars tour", *("\t".join(line) for line in (headers, *cells))]) + "\n")
+        return
     from rich.table import Table
-    table = Table(title="pillars tour")
-    for col in ("pillar", "task", "result", "baseline", "chance", "train s"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["pillar"], r["task"], r["result"], r["baseline"], r["chance"],
-                      f"{r['train_s']:.0f}" if r["train_s"] else "")
-    if console.is_terminal:
-        console.print(table)
-    else:   # a log file: wide enough for one line a row
-        from rich.console import Console
-        Console(file=console.file, width=160).print(table)
+    table = Table(*headers, title="pillars tour")
+    for line in cells:
+        table.add_row(*line)
+    console.print(table)
 
 
 # ----------------------------------------------------------------------------- the report
 
 FIGURES = {   # file in the run folder -> caption
-    "curves.png": "Learning curves: the training loss at each logged step and the test metric at each evaluation.",
+    "curves.png": "Learning curves: the training loss at each logged step, the metric on the validation set (held "
+                  "out of training) at each evaluation, and the test figure, read once at the end.",
     "filters.png": "The first layer's filters: small edge and blob detectors, learned from the data alone.",
     "feature_maps.png": "One test image through the network: early layers respond to edges, the middle ones to "
                         "parts, the last ones to whole-object evidence at coarse resolution.",
@@ -409,13 +380,6 @@ FIGURES = {   # file in the run folder -> caption
     "interpolation.png": "Walking in a straight line (on the sphere) between two noise vectors: the images change "
                          "smoothly, so the generator has learned a continuous space, not a lookup table.",
 }
-ORDER = {"cnn": ["curves.png", "filters.png", "feature_maps.png", "translation.png", "confusion.png", "gradcam.png"],
-         "lstm": ["curves.png", "memory_span.png", "cells.png"],
-         "gpt": ["curves.png", "memory_span.png", "attention_distance.png", "kv_cache.png"],
-         "translate": ["curves.png", "cross_attention.png"],
-         "gan": ["curves.png", "sample.png", "dynamics.png", "interpolation.png"]}
-
-
 def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -428,7 +392,7 @@ def _img(path: Path, caption: str) -> str:
 def write_report(out: Path, stages, results: dict, rows: list[dict], budget: float, full: bool, wall: float) -> Path:
     esc = html.escape
     parts = [f"<h1>pillars tour</h1><p class=meta>{'--full' if full else f'budget {budget:g} minutes'} · "
-             f"{esc(train.machine_name())} · torch {esc(torch.__version__)} · written {time.strftime('%Y-%m-%d %H:%M')}</p>",
+             f"{esc(machine_name())} · torch {esc(torch.__version__)} · written {time.strftime('%Y-%m-%d %H:%M')}</p>",
              "<table><tr><th>pillar</th><th>task</th><th>result</th><th>baseline on the same test set</th>"
              "<th>chance</th><th>training</th></tr>"]
     for r in rows:
@@ -436,37 +400,7 @@ def write_report(out: Path, stages, results: dict, rows: list[dict], budget: flo
         parts.append(f"<tr><td>{esc(r['pillar'])}</td><td><code>{esc(r['task'])}</code></td><td>{esc(r['result'])}</td>"
                      f"<td>{esc(r['baseline'])}</td><td>{esc(r['chance'])}</td><td>{took}</td></tr>")
     parts.append("</table>")
-    for stage, overrides in stages:
-        run_dir = out / stage.key
-        res = results[stage.key]
-        s = res["summary"]
-        parts.append(f'<section id="{stage.key}"><h2>{esc(stage.pillar)}: <code>{esc(stage.task)}</code></h2>'
-                     f"<p>{esc(stage.about)}</p>")
-        settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the task's defaults"
-        parts.append(f"<p class=meta>{s['parameters']:,} parameters · {s['steps']:,} steps ({s['epochs']} epochs) "
-                     f"in {s['train_time_s']:.0f} s · {esc(s['precision'])} · settings: {esc(settings)} · "
-                     f"<code>pillars train {esc(stage.task)}</code></p>")
-        parts.append(metrics_table(s))
-        for name in ORDER[stage.key]:
-            if (run_dir / name).exists():
-                parts.append(_img(run_dir / name, FIGURES[name]))
-        if res.get("sample_steps"):
-            first, last = res["sample_steps"][0], res["sample_steps"][-1]
-            parts.append("<div class=pair>" + _img(run_dir / first, f"Samples from a fixed noise batch at the first "
-                                                                    f"evaluation ({Path(first).stem})")
-                         + _img(run_dir / last, f"... and at the last ({Path(last).stem})") + "</div>")
-        if "text" in res:
-            t = res["text"]
-            parts.append(f"<h3>Generated text</h3><p class=meta>prompt {esc(repr(t['prompt']))}, temperature "
-                         f"{t['temperature']}, top-p {t['top_p']}</p><pre>{esc(t['text'])}</pre>")
-        if res.get("translations"):
-            parts.append("<h3>Translations of held-out verses (beam 4)</h3><table><tr><th>Spanish</th>"
-                         "<th>reference (WEB)</th><th>model</th></tr>")
-            for tr in res["translations"]:
-                parts.append(f"<tr><td>{esc(tr['source'])}</td><td>{esc(tr['reference'])}</td>"
-                             f"<td>{esc(tr['output'])}</td></tr>")
-            parts.append("</table>")
-        parts.append("</section>")
+    parts += [stage_section(out / stage.key, stage, overrides, results[stage.key]) for stage, overrides in stages]
     if "transfer" in results and (out / "transfer" / "transfer_curve.png").exists():
         parts.append('<section id="transfer"><h2>Transfer learning</h2><p>EfficientNet-Lite0 fine-tuned on N '
                      "labelled images per class, starting from ImageNet weights or from scratch.</p>"
@@ -487,10 +421,52 @@ def write_report(out: Path, stages, results: dict, rows: list[dict], budget: flo
     return path
 
 
-def metrics_table(summary: dict) -> str:
+def stage_section(run_dir: Path, stage: Stage, overrides: dict, res: dict) -> str:
+    """One stage in the report: what the family is, the run's settings and figures, then the figures its
+    task's family lists (`report_figures`) and what its `tour` returned (samples, text, translations)."""
     esc = html.escape
-    cells = [(k, v) for k, v in summary["final"].items() if k != "train_time_s"]
-    cells += [(k, v) for k, v in summary.get("baselines", {}).items()]
-    body = "".join(f"<tr><td>{esc(k)}</td><td>{v:.4g}</td></tr>" if isinstance(v, (int, float))
-                   else f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in cells)
-    return f"<table><tr><th>figure (final test set; baselines on the same set)</th><th>value</th></tr>{body}</table>"
+    s = res["summary"]
+    settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the task's defaults"
+    parts = [f'<section id="{stage.key}"><h2>{esc(stage.pillar)}: <code>{esc(stage.task)}</code></h2>'
+             f"<p>{esc(stage.about)}</p>",
+             f"<p class=meta>{s['parameters']:,} parameters · {s['steps']:,} steps ({s['epochs']} epochs) "
+             f"in {s['train_time_s']:.0f} s · {esc(s['precision'])} · settings: {esc(settings)} · "
+             f"<code>pillars train {esc(stage.task)}</code></p>", metrics_table(s)]
+    for name in tasks.get(stage.task).family.report_figures:
+        if (run_dir / name).exists():
+            parts.append(_img(run_dir / name, FIGURES.get(name, "")))
+    if res.get("sample_steps"):
+        first, last = res["sample_steps"][0], res["sample_steps"][-1]
+        parts.append("<div class=pair>" + _img(run_dir / first, f"Samples from a fixed noise batch at the first "
+                                                                f"evaluation ({Path(first).stem})")
+                     + _img(run_dir / last, f"... and at the last ({Path(last).stem})") + "</div>")
+    if "text" in res:
+        t = res["text"]
+        parts.append(f"<h3>Generated text</h3><p class=meta>prompt {esc(repr(t['prompt']))}, temperature "
+                     f"{t['temperature']}, top-p {t['top_p']}</p><pre>{esc(t['text'])}</pre>")
+    if res.get("translations"):
+        parts.append("<h3>Translations of held-out verses (beam 4)</h3><table><tr><th>Spanish</th>"
+                     "<th>reference (WEB)</th><th>model</th></tr>")
+        parts += [f"<tr><td>{esc(tr['source'])}</td><td>{esc(tr['reference'])}</td><td>{esc(tr['output'])}</td></tr>"
+                  for tr in res["translations"]]
+        parts.append("</table>")
+    return "".join(parts) + "</section>"
+
+
+def _figure(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, (int, float)) else html.escape(str(value))
+
+
+def metrics_table(summary: dict) -> str:
+    """The run's figures on the test set (read once, at the end) beside the validation set's, then its baselines
+    on the same test set."""
+    esc = html.escape
+    valid = summary.get("valid", {})
+    cells = [(k, v, valid.get(k)) for k, v in summary["final"].items() if k != "train_time_s"]
+    cells += [(k, v, None) for k, v in summary.get("baselines", {}).items()]
+    body = "".join(f"<tr><td>{esc(k)}</td><td>{_figure(test)}</td><td>{_figure(val)}</td></tr>"
+                   for k, test, val in cells)
+    return ("<table><tr><th>figure (baselines: on the same test set)</th><th>test set</th><th>validation set</th>"
+            f"</tr>{body}</table>")

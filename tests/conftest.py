@@ -12,14 +12,46 @@ TINY = ["width=8", "hidden=32", "train_samples=2048", "batch_size=64", "eval_bat
         "eval_batch_size=500", "log_every=5"]
 
 
-def pillars(*args, env=None, check=True, timeout=600, **kw) -> subprocess.CompletedProcess:
-    """Run the command line in a fresh process, as a user would."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "pillars", *args], capture_output=True, text=True,
-                            env=full_env, timeout=timeout, cwd=kw.get("cwd", ROOT))
+def pillars(*args, env=None, check=True, timeout=600, fresh=False, **kw) -> subprocess.CompletedProcess:
+    """Run the command line as a user would: `pillars.cli.main` in this process (torch is imported once for
+    the whole suite), or in a fresh `python -m pillars` process when the test changes the environment or
+    the folder, or asks for one (`fresh=True`: signals, torchrun, a clean import)."""
+    if fresh or env or "cwd" in kw:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        result = subprocess.run([sys.executable, "-m", "pillars", *args], capture_output=True, text=True,
+                                env=full_env, timeout=timeout, cwd=kw.get("cwd", ROOT))
+    else:
+        result = in_process(list(args))
     if check and result.returncode != 0:
         raise AssertionError(f"pillars {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return result
+
+
+def in_process(argv: list[str]) -> subprocess.CompletedProcess:
+    """`pillars ARGV` through the same entry point as the command (its exit status, its stdout and stderr;
+    an exception that escapes it is printed as Python would print it, with status 1)."""
+    import contextlib
+    import io
+    import traceback
+
+    from pillars.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if e.code is not None and not isinstance(e.code, int):
+                    print(e.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(["pillars", *argv], code or 0, out.getvalue(), err.getvalue())
 
 
 def sets(*items) -> list[str]:

@@ -7,6 +7,7 @@ from PIL import Image
 from pillars import data
 from pillars.data import transforms
 from pillars.data.folder import load_image_folder
+from pillars.config import ConfigError
 from pillars.data.registry import DataError
 from pillars.models import cnn
 from tests.conftest import TINY, pillars, sets
@@ -123,13 +124,44 @@ def test_image_folder_loads_any_size_and_mode(folder):
     assert len(arrays["train_x"]) + len(arrays["test_x"]) == 120 and len(arrays["test_x"]) == 24
 
 
+def image_folder_job(root, *settings):
+    from pillars import tasks, train
+    cfg = train.resolve_config("image-folder", overrides=dict(s.split("=") for s in (f"data={root}", "image_size=28",
+                                                                                      "device=cpu", *settings)))
+    return tasks.get("image-folder").make_job(cfg, torch.device("cpu"))
+
+
+def test_image_folder_holds_validation_images_out_of_its_training_images(folder, tmp_path):
+    """One folder: train, validation and test, each stratified, the test split as before; train/ and test/
+    folders: the validation images come from train/ and the test images are test/ itself."""
+    job = image_folder_job(folder)
+    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = job.train.tensors, job.valid, job.test
+    assert (len(train_x), len(valid_x), len(test_x)) == (87, 9, 24)
+    assert np.bincount(valid_y.numpy()).tolist() == [3, 3, 3] and np.bincount(test_y.numpy()).tolist() == [8, 8, 8]
+    arrays, _ = load_image_folder(folder, size=28)
+    assert torch.equal(test_y, torch.from_numpy(arrays["test_y"]))
+    seen = {x.numpy().tobytes() for x in train_x}
+    assert not any(x.numpy().tobytes() in seen for x in valid_x)
+    split = tmp_path / "split"
+    for c in ("sneaker", "trouser", "tshirt"):
+        files = sorted((folder / c).glob("*.*"))
+        for part, chosen in (("train", files[:30]), ("test", files[30:])):
+            (split / part / c).mkdir(parents=True)
+            for f in chosen:
+                (split / part / c / f.name).write_bytes(f.read_bytes())
+    job = image_folder_job(split)
+    assert (len(job.train.tensors[0]), len(job.valid[0]), len(job.test[0])) == (81, 9, 30)
+    with pytest.raises(ConfigError, match="leaves 90 to train on and 0 to validate on"):
+        image_folder_job(split, "valid_fraction=0.01")
+
+
 def test_image_folder_task_learns(folder, tmp_path):
     run = tmp_path / "run"
     pillars("train", "image-folder", "--out", str(run), "--no-progress",
-            *sets(f"data={folder}", "image_size=28", "width=8", "epochs=40", "precision=32"))
+            *sets(f"data={folder}", "image_size=28", "width=8", "epochs=60", "precision=32"))
     import json
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["final"]["accuracy"] >= 0.8, summary
+    assert summary["final"]["accuracy"] >= 0.8 and "accuracy" in summary["valid"], summary
     moved = folder.rename(folder.with_name("moved"))   # predict reads the run's inputs.json, not the folder
     r = pillars("predict", str(run), str(moved / "sneaker" / "0.jpg"), "--top-k", "2")
     assert top_class(r.stdout) == "sneaker"
@@ -161,7 +193,7 @@ def test_predict_inverts_a_photo_on_a_light_background(tmp_path, fashion):
     """A test-set trouser drawn dark on white (as a product photo is) is inverted and recognised."""
     run = tmp_path / "run"
     pillars("train", "fashion-cnn", "--out", str(run), "--no-progress",
-            *sets("width=16", "train_samples=20000", "epochs=1", "precision=bf16"))
+            *sets("width=16", "train_samples=20000", "epochs=1", "precision=32"))
     i = int(np.flatnonzero(fashion["test_y"] == 1)[0])
     photo = tmp_path / "trouser.png"
     Image.fromarray(255 - fashion["test_x"][i]).resize((300, 300)).convert("RGB").save(photo)
@@ -208,20 +240,75 @@ def test_product_photos_export_real_shoe_photos(tmp_path):
 
 @pytest.mark.parametrize("task", ["fashion-resnet", "mnist-5k-cnn", "digits-cnn", "fashion-transfer"])
 def test_every_image_task_runs_one_step(task, fashion):
-    r = pillars("train", task, "--dry-run", *(sets("erase=0.5") if task == "fashion-resnet" else []))
+    # fashion-resnet in fp32: its default bf16 is ten times slower on a CPU without bf16 units (the GAN
+    # tests train in bf16)
+    r = pillars("train", task, "--dry-run", *(sets("erase=0.5", "precision=32") if task == "fashion-resnet" else []))
     assert "dry run ok" in r.stderr
     if task == "fashion-resnet":
         r = pillars("train", task, "--dry-run", *sets("erase=1.5"), check=False)
         assert r.returncode == 2 and "erase must be between 0 and 1, not 1.5" in r.stderr
+    if task == "digits-cnn":
+        r = pillars("train", task, "--dry-run", *sets("valid_fraction=1"), check=False)
+        assert r.returncode == 2 and "valid_fraction must be between 0 and 1 (exclusive), not 1" in r.stderr
+
+
+def test_the_validation_split_is_stratified_fixed_and_apart_from_training_and_test():
+    """digits-cnn holds out 10% of every class of the training images, the same for every run seed; the
+    normalisation comes from the rest; the test set is the dataset's own, as before."""
+    from pillars import tasks, train
+    from pillars.tasks.images import held_out, normalised, scaled_pixels
+    arrays = data.load("digits")
+    jobs = [tasks.get("digits-cnn").make_job(train.resolve_config("digits-cnn", overrides={"seed": seed}),
+                                             torch.device("cpu")) for seed in (0, 1)]
+    tr, va = held_out(arrays["train_y"], 0.1)
+    assert len(va) == 143 and not set(tr) & set(va) and len(tr) + len(va) == len(arrays["train_y"])
+    counts, valid_counts = np.bincount(arrays["train_y"]), np.bincount(arrays["train_y"][va])
+    assert (np.abs(valid_counts - 0.1 * counts) <= 0.5).all()          # stratified: 10% of every class
+    inputs = jobs[0].inputs
+    assert inputs.mean[0] == pytest.approx(scaled_pixels(arrays["train_x"][tr]).mean().item(), abs=1e-6)
+    assert inputs.mean[0] != pytest.approx(scaled_pixels(arrays["train_x"]).mean().item(), abs=1e-6)
+
+    def prepared(x):
+        return normalised(scaled_pixels(x), inputs.mean, inputs.std)
+    for job in jobs:                                                    # the same split whatever the seed
+        torch.testing.assert_close(job.valid[0], prepared(arrays["train_x"][va]))
+        assert torch.equal(job.valid[1], torch.from_numpy(arrays["train_y"][va]))
+        torch.testing.assert_close(job.train.tensors[0], prepared(arrays["train_x"][tr]))
+        torch.testing.assert_close(job.test[0], prepared(arrays["test_x"]))
+        assert torch.equal(job.test[1], torch.from_numpy(arrays["test_y"]))
+
+
+def test_the_image_family_explains_predicts_and_states_its_figures(tmp_path):
+    """`pillars explain` and `pillars predict` on an image run go through its family; the headline and the
+    chance level come from the run's summary and its number of classes."""
+    import json
+    from pillars import tasks
+    run = tmp_path / "run"
+    pillars("train", "digits-cnn", "--out", str(run), "--no-progress", "--max-steps", "60")
+    summary = json.loads((run / "summary.json").read_text())
+    family = tasks.get("digits-cnn").family
+    assert family.headline(summary) == f"{100 * summary['final']['accuracy']:.2f}% accuracy"
+    assert family.chance(summary) == "10% (10 classes)" and family.baselines_text(summary) == ""
+    assert tasks.get("image-folder").family.chance(summary) == ""          # its classes depend on the folder
+    out = pillars("explain", str(run)).stdout
+    assert f"confusion.png (test accuracy {summary['final']['accuracy']:.2%})" in out
+    assert "accuracy at shifts [0, 1, 2, 3, 4, 5, 6, 7, 8] px" in out and "\n  CNN  " in out
+    digits = data.load("digits")
+    photo = tmp_path / "digit.png"
+    Image.fromarray(digits["test_x"][0]).resize((64, 64)).save(photo)
+    out = pillars("predict", str(run), str(photo), "--top-k", "3").stdout
+    assert len([ln for ln in out.splitlines() if ln.startswith("  ")]) == 3
+    r = pillars("sample", str(run), check=False)
+    assert r.returncode == 2 and "(image classifier): sample takes runs of" in r.stderr
 
 
 def test_explain_writes_its_figures_and_the_cnn_shrugs_off_shifts(tmp_path, fashion):
-    from pathlib import Path
-    from pillars import explain, train
-    run = tmp_path / "run"
+    from pillars import explain, runs
+    run = tmp_path / "run"   # fp32 on 20,000 images: bf16 is ten times slower on a CPU without bf16 units
     pillars("train", "fashion-resnet", "--out", str(run), "--no-progress",
-            *sets("width=16", "blocks=1", "epochs=1", "warmup_steps=50"))
-    _, _, job, _ = train.load_run(Path(run), "cpu")
+            *sets("width=16", "blocks=1", "epochs=1", "warmup_steps=50", "train_samples=20000", "batch_size=32",
+                  "precision=32"))
+    job = runs.load(run, "cpu").job
     result = explain.explain_image_classifier(run, job, log=lambda s: None, shifts=(0, 4), mlp_epochs=1)
     for name in ("filters", "feature_maps", "confusion", "gradcam", "translation"):
         with Image.open(run / f"{name}.png") as im:

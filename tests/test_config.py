@@ -1,7 +1,7 @@
 import pytest
 
-from pillars import config, train
-from tests.conftest import pillars, sets
+from pillars import config, tasks, train
+from tests.conftest import ROOT, pillars, sets
 
 
 def test_coerce_types():
@@ -66,4 +66,24 @@ def test_list_shows_tasks_and_keys():
     r = pillars("list")
     assert "fashion-cnn" in r.stdout and "fashion-mnist" in r.stdout
     r = pillars("list", "--keys", "fashion-cnn")
-    assert "checkpoint_every" in r.stdout and "label_smoothing" in r.stdout
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    defaults = train.default_config(tasks.get("fashion-cnn"))
+    assert rows[0] == ["key", "default", "type"] and len(rows) == len(defaults) + 1
+    assert ["label_smoothing", str(defaults["label_smoothing"]), "float"] in rows and "checkpoint_every" in r.stdout
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_nothing_behind(tmp_path):
+    path = tmp_path / "summary.json"
+    config.write_text_atomic(path, '{"a": 1}\n')
+    config.write_text_atomic(path, '{"a": "é"}\n')
+    assert path.read_text(encoding="utf-8") == '{"a": "é"}\n' and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_files_are_written_only_through_the_atomic_write():
+    """A kill mid-write must leave the previous file or none: pillars/ and benchmarks/ write their JSON and
+    text files through config.write_text_atomic, never with write_text or json.dump of their own."""
+    sources = [*(ROOT / "pillars").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    found = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}" for path in sources if path != ROOT / "pillars" / "config.py"
+             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if ".write_text(" in line or "json.dump(" in line]
+    assert not found, "\n".join(found)

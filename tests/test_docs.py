@@ -106,6 +106,17 @@ def commands(text: str) -> list[str]:
 
 def command_errors(cmd: str, parser: argparse.ArgumentParser, subcommands: set[str]) -> list[str]:
     argv = shlex.split(cmd, comments=True)
+    task_files = []
+    while argv and re.match(r"^[A-Z_]+=", argv[0]):   # VARIABLE=value pillars ...
+        name, _, value = argv.pop(0).partition("=")
+        task_files += value.split(":") if name == "PILLARS_TASKS" else []
+    while len(argv) > 2 and argv[1] == "--tasks":   # pillars --tasks FILE ...: the global option
+        task_files.append(argv[2])
+        del argv[1:3]
+    for path in task_files:
+        if not (ROOT / path).is_file():
+            return [f"no task file {path}"]
+        pillars.tasks.load_file(ROOT / path)
     if argv[0] == "python":
         script = next((a for a in argv[1:] if a.endswith(".py")), None)
         return [] if script is None or (ROOT / script).is_file() else [f"no script {script}"]
@@ -119,7 +130,7 @@ def command_errors(cmd: str, parser: argparse.ArgumentParser, subcommands: set[s
             args = parser.parse_args(argv[1:])
     except SystemExit:
         return [f"the command line rejects it: {stderr.getvalue().strip().splitlines()[-1]}"]
-    tasks, errors = pillars.tasks.TASKS, []
+    tasks, errors = pillars.tasks.all_tasks(), []
     for key in ("task", "keys"):     # pillars train TASK, pillars list --keys TASK
         value = getattr(args, key, None)
         if value and value not in tasks:

@@ -78,9 +78,11 @@ def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
     train = [ln for ln in lines if ln["split"] == "train"]
     d, g = np.array([ln["d_loss"] for ln in train]), np.array([ln["g_loss"] for ln in train])
     assert np.corrcoef(d, g)[0, 1] < -0.3, (d.round(2), g.round(2))   # one gains what the other loses
-    test = [ln for ln in lines if ln["split"] == "test"]
-    assert test[-1]["fid_fashion"] < test[0]["fid_fashion"], test
+    valid = [ln for ln in lines if ln["split"] == "valid"]   # against the held-out training images
+    assert valid[-1]["fid_fashion"] < valid[0]["fid_fashion"], valid
+    assert [ln["step"] for ln in lines if ln["split"] == "test"] == [120]   # the test images, once, at the end
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["valid"]["fid_fashion"] == valid[-1]["fid_fashion"] != summary["final"]["fid_fashion"]
     assert summary["baselines"]["classifier_test_accuracy"] > 0.88
     assert 0 < summary["baselines"]["fid_fashion_real_train_vs_test"] < summary["final"]["fid_fashion"]
     with Image.open(run / "samples" / "step-000120.png") as im:
@@ -91,10 +93,18 @@ def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
         assert im.size == ((8 * 30 + 2) * 2, (2 * 30 + 2) * 2)
     r = pillars("sample", str(run), "--class", "sneaker", check=False)
     assert r.returncode == 2 and "unconditional" in r.stderr
-    pillars("explain", str(run))
+    r = pillars("sample", str(run), "--prompt", "a shoe", check=False)
+    assert r.returncode == 2 and "--prompt is for language models" in r.stderr
+    out = pillars("explain", str(run)).stdout
+    assert "interpolation.png: walks through the noise space" in out and "D(x) and D(G(z)) over training" in out
     for png in ("interpolation.png", "dynamics.png"):
         with Image.open(run / png) as im:
             im.verify()
+    from pillars import tasks
+    family = tasks.get("fashion-dcgan").family
+    assert family.headline(summary).startswith(f"FID (project classifier) {summary['final']['fid_fashion']:.1f}, ")
+    assert family.chance(summary).startswith("untrained generator ")
+    assert family.baselines_text(summary, "baselines").startswith("real train vs real test ")
 
 
 def test_a_conditional_run_answers_for_a_class(tmp_path):
@@ -141,16 +151,69 @@ def test_the_check_in_step_catches_processes_that_drift_apart(tmp_path):
     assert r.returncode != 0 and "weights differ at step 2" in r.stderr, r.stderr[-3000:]
 
 
-def test_the_metrics_classifier_is_cached_and_retrained_when_its_recipe_changes(tmp_path, monkeypatch):
+def gan_job(name: str, needs: dict | None = None, **settings):
+    from pillars import tasks, train
+    cfg = train.resolve_config(name, overrides={"device": "cpu", "width": 8, **settings})
+    return tasks.get(name).make_job(cfg, torch.device("cpu"), needs)
+
+
+def test_the_gan_splits_hold_out_training_images_and_keep_the_test_sets(fashion):
+    """fashion GANs validate on the training images the image classifiers hold out (stratified, fixed),
+    mnist-5k-dcgan on the 10% of its training digits that chooses the Parzen width; the test sets are
+    the datasets' own."""
+    from pillars import data
+    from pillars.tasks.generative import gan_images
+    from pillars.tasks.images import held_out
+    job = gan_job("fashion-cdcgan")
+    assert job.conditional and job.classes[9] == "ankle boot"
+    tr, va = held_out(fashion["train_y"], 0.1)
+    assert torch.equal(job.valid[0], gan_images(fashion["train_x"][va]))
+    assert torch.equal(job.train.tensors[0], gan_images(fashion["train_x"][tr]))
+    assert torch.equal(job.test[0], gan_images(fashion["test_x"])) and len(job.test[0]) == 10000
+    assert torch.equal(job.valid[1], torch.from_numpy(fashion["train_y"][va]))
+    assert np.bincount(job.valid[1].numpy()).tolist() == [600] * 10
+    digits = data.load("mnist-5k")
+    job = gan_job("mnist-5k-dcgan")
+    assert (len(job.train.tensors[0]), len(job.valid[0])) == (3600, 400) and not job.conditional
+    assert torch.equal(job.test[0], gan_images(digits["test_x"]))
+    seen = {x.numpy().tobytes() for x in job.train.tensors[0]}
+    assert not any(x.numpy().tobytes() in seen for x in job.valid[0])
+
+
+def test_the_metrics_classifier_is_a_required_run_cached_and_retrained_when_its_recipe_changes(tmp_path,
+                                                                                                monkeypatch):
+    """The fashion GANs require a fashion-cnn run: the run lifecycle trains it once and reuses it, and
+    trains it again when its recipe changes. A GAN job loads it on its first evaluation, not before, and
+    the FID it sums over a split's batches is the distance to that split's real images (the test images
+    for the test FID, as before)."""
+    from pillars import runs, tasks
     from pillars.tasks import generative
     monkeypatch.setattr(generative, "classifier_dir", lambda: tmp_path / "classifier")
     tiny = {"max_steps": 2, "width": 4, "hidden": 8, "train_samples": 256, "eval_batch_size": 5000, "seed": 0}
     monkeypatch.setattr(generative, "CLASSIFIER_RECIPE", {**tiny, "flip": True})
     said = []
-    first, _ = generative.fashion_classifier(torch.device("cpu"), log=said.append)
-    again, _ = generative.fashion_classifier(torch.device("cpu"), log=said.append)
+    task = tasks.get("fashion-dcgan")
+    req = task.requires({})["classifier"]
+    assert req.task == "fashion-cnn" and req.folder == tmp_path / "classifier"
+    first = runs.load(runs.ensure(req, "cpu", log=said.append), "cpu").job.model
+    again = runs.load(runs.ensure(task.requires({})["classifier"], "cpu", log=said.append), "cpu").job.model
     assert len(said) == 1 and all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
                                                                    again.state_dict().values()))
     monkeypatch.setattr(generative, "CLASSIFIER_RECIPE", tiny)   # fashion-cnn's default (no flips) again
-    generative.fashion_classifier(torch.device("cpu"), log=said.append)
+    runs.ensure(task.requires({})["classifier"], "cpu", log=said.append)
     assert len(said) == 2 and "training" in said[1]
+
+    loads, loaded = [], runs.load(req.folder, "cpu")
+    job = gan_job("fashion-dcgan", {"classifier": lambda: loads.append(1) or loaded})
+    assert not loads                                             # building the job (as `pillars sample`) needs none
+    model, n = job.model.eval(), 2000
+    with torch.no_grad():
+        sums = [job.eval_sums(model, tuple(t[i:i + 1000] for t in job.test)) for i in range(0, n, 1000)]
+        noise = torch.randn(10000, 100, generator=torch.Generator().manual_seed(0))[:n]
+        fake = torch.cat([model.generator(z, None) for z in noise.split(1000)])
+    assert len(loads) == 1
+    total = {k: sum(s[k] for s in sums) for k in sums[0]}
+    fid = job.summary({k: v.item() if v.dim() == 0 else v.numpy() for k, v in total.items()})["fid_fashion"]
+    real, fake = (metrics.feature_gaussian(generative.measure_images(loaded.job.model, loaded.job.inputs, x)[0])
+                  for x in (job.test[0][:n], fake))                 # the test images' own features, as before
+    assert abs(fid - metrics.frechet_distance(*fake, *real)) < 1e-6 * fid

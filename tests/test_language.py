@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from pillars import tasks
 from pillars.baselines import KneserNey, naive_forecast, seasonal_naive_forecast
 from pillars.data import tokenizers
 from pillars.data.batches import TokenWindows, scored_windows
+from pillars.tasks.language import LANGUAGE_MODEL, text_splits
+from pillars.train import resolve_config
 from tests.conftest import pillars, sets
 
 
@@ -97,7 +100,7 @@ def test_char_lstm_learns_real_text_saves_its_vocabulary_and_samples(tmp_path, t
     summary = json.loads((run / "summary.json").read_text())
     # a uniform guess over ~70 characters is 6.1 bits; the unigram distribution of English about 4.1
     assert summary["final"]["bits_per_char"] < 3.2, summary["final"]
-    b = summary["baselines"]   # the order is chosen on the end of the training text
+    b = summary["baselines"]   # the order is chosen on the validation text, before the test text
     assert 2 <= b["kneser_ney_order"] <= 9 and 1.0 < b["kneser_ney_bits_per_char"] < 3.5, b
     assert json.loads((run / "tokenizer.json").read_text())["kind"] == "char"
     out = pillars("sample", str(run), "--prompt", "The Congress", "--length", "40", "--seed", "1").stdout
@@ -122,6 +125,8 @@ def test_language_model_rejects_bad_input(tmp_path):
     short.write_text("too short")
     small = pillars("train", "sotu-char-lstm", "--max-steps", "1", *sets(f"data={short}"), check=False)
     assert small.returncode == 2 and "context" in small.stderr
+    half = pillars("train", "text-file", "--max-steps", "1", *sets(f"data={short}", "val_fraction=0.5"), check=False)
+    assert half.returncode == 2 and "val_fraction must be between 0 and 0.5" in half.stderr
 
 
 def test_sample_rejects_runs_that_are_not_language_models(tmp_path):
@@ -166,3 +171,49 @@ def test_text_file_task_trains_either_model_on_an_exported_corpus(tmp_path):
     assert need.returncode == 2 and "--set data=FILE" in need.stderr and "data export sotu" in need.stderr
     other = pillars("data", "export", "fashion-mnist", str(tmp_path / "x.txt"), check=False)
     assert other.returncode == 2 and "not a text corpus" in other.stderr and not (tmp_path / "x.txt").exists()
+
+
+def scored_targets(held_out: tuple) -> list[int]:
+    """The tokens a held-out set of windows scores, in order (each once)."""
+    x, y, w = held_out
+    return y[w > 0].tolist()   # windows in order, each scoring the targets after the one before
+
+
+def test_a_users_text_is_cut_at_its_end_into_valid_then_test_the_same_for_every_seed(text_file):
+    text = text_file.read_text()
+    cfg = {"data": str(text_file), "val_fraction": 0.1}
+    train, valid, test = text_splits(cfg, "")
+    assert train + valid + test == text
+    assert test == text[int(len(text) * 0.9):]                           # the test text of every earlier run
+    assert valid == text[int(len(text) * 0.8):int(len(text) * 0.9)]      # the tenth before it
+    jobs = [tasks.get("text-file").make_job(resolve_config("text-file", overrides={
+        "data": str(text_file), "seed": seed, "layers": 1, "width": 16, "heads": 2, "context": 32}), torch.device("cpu"))
+        for seed in (0, 1)]
+    tok = jobs[0].tokenizer
+    assert scored_targets(jobs[0].valid) == tok.encode(valid)[1:].tolist()   # validation reads the valid text alone
+    assert scored_targets(jobs[0].test) == tok.encode(test)[1:].tolist()
+    assert jobs[0].test_text == test and torch.equal(jobs[0].test_ids, torch.from_numpy(tok.encode(test)))
+    assert all(torch.equal(a, b) for a, b in zip(jobs[0].valid, jobs[1].valid))
+    assert len(jobs[0].train.tokens) == len(tok.encode(train))              # training reads the rest
+
+
+def test_corpora_keep_their_own_split():
+    from pillars.data.text import corpus_splits
+    for corpus in ("sotu", "brown"):
+        splits = corpus_splits(corpus)
+        assert text_splits({"data": ""}, corpus) == (splits["train"], splits["valid"], splits["test"])
+
+
+def test_language_model_headline_and_baselines_as_text():
+    char = {"final": {"bits_per_char": 1.91234, "perplexity": 3.3},
+            "baselines": {"kneser_ney_order": 9, "kneser_ney_perplexity": 4.1, "kneser_ney_bits_per_char": 2.0567,
+                          "unigram_perplexity": 25.0, "unigram_bits_per_char": 4.8012}}
+    assert LANGUAGE_MODEL.headline(char) == "1.912 bits/char"
+    assert LANGUAGE_MODEL.baselines_text(char, "baselines") == "Kneser-Ney 9-gram 2.057 bits/char"
+    assert LANGUAGE_MODEL.chance(char) == "character frequencies alone 4.801 bits/char"
+    word = {"final": {"perplexity": 196.44},
+            "baselines": {"kneser_ney_order": 3, "kneser_ney_perplexity": 231.26, "unigram_perplexity": 901.2}}
+    assert LANGUAGE_MODEL.headline(word) == "perplexity 196.4"
+    assert LANGUAGE_MODEL.baselines_text(word) == "Kneser-Ney 3-gram perplexity 231.3; word frequencies alone " \
+                                                  "perplexity 901.2"
+    assert LANGUAGE_MODEL.chance({"final": {"perplexity": 1.0}}) == ""

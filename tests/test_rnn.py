@@ -121,3 +121,16 @@ def test_forecaster_starts_from_persistence_and_learns_a_sine():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1 * persistence.item()
+
+
+def test_the_fused_lstm_runs_under_bf16_autocast_on_any_cpu():
+    """oneDNN's LSTM refuses bf16 on CPUs without AVX-512; there the kernel runs in fp32 inside a bf16 run."""
+    from pillars.models.rnn import LSTM
+    torch.manual_seed(0)
+    lstm = LSTM(16, 32, num_layers=2, batch_first=True)
+    x = torch.randn(3, 7, 16)
+    exact, _ = lstm(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast, (h, c) = lstm(x)
+    assert h.shape == c.shape == (2, 3, 32)
+    torch.testing.assert_close(fast.float(), exact, atol=3e-2, rtol=3e-2)

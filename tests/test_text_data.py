@@ -198,10 +198,16 @@ def test_bible_es_en_pairs_by_reference_with_held_out_books():
 def test_tsv_pairs_split_at_random_with_a_seed(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("".join(f"hola {i}\thello {i}\n" for i in range(50)) + "\n", encoding="utf-8")
-    train, valid = T.load_tsv_pairs(path, valid_fraction=0.2, seed=1)
-    assert len(train) == 40 and len(valid) == 10 and ("hola 3", "hello 3") in train + valid
-    assert T.load_tsv_pairs(path, valid_fraction=0.2, seed=1) == (train, valid)
-    assert T.load_tsv_pairs(path, valid_fraction=0.2, seed=2)[1] != valid
+    train, valid, test = T.load_tsv_pairs(path, held_out=0.2, seed=1)
+    assert (len(train), len(valid), len(test)) == (30, 10, 10) and ("hola 3", "hello 3") in train + valid + test
+    assert sorted(train + valid + test) == sorted((f"hola {i}", f"hello {i}") for i in range(50))
+    assert train == sorted(train, key=lambda p: int(p[0].split()[1]))   # each part in file order
+    assert T.load_tsv_pairs(path, held_out=0.2, seed=1) == (train, valid, test)
+    assert T.load_tsv_pairs(path, held_out=0.2, seed=2)[2] != test
+    two = tmp_path / "two.tsv"
+    two.write_text("hola\thello\nadiós\tgoodbye\n", encoding="utf-8")
+    with pytest.raises(data.DataError, match="too few to hold 10% out for testing and as many for validation"):
+        T.load_tsv_pairs(two, held_out=0.1)
 
 
 @pytest.mark.parametrize("content, words", [

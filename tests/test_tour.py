@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from tests.conftest import pillars
-from pillars import tour
+from pillars import tasks, tour
 from pillars.config import ConfigError
 
 
@@ -23,6 +23,32 @@ def test_budget_scales_training_and_keeps_a_floor():
     assert "translate" in full and full["cnn"] == {}   # the tasks' own (README) configurations
     with pytest.raises(ConfigError, match="--budget"):
         tour.plan(0)
+
+
+def test_report_shows_what_the_family_lists_with_test_and_validation_figures(tmp_path):
+    """The report and the summary row of one stage, from a run folder made by hand (no training): the headline
+    is the family's, the figures come in the family's order, the table shows test and validation figures."""
+    stages = tour.plan(tour.DEFAULT_BUDGET)[:1]
+    stage = stages[0][0]
+    run_dir = tmp_path / stage.key
+    run_dir.mkdir()
+    lines = [{"step": 10, "split": "train", "loss": 1.2}, {"step": 20, "split": "valid", "loss": 0.5, "accuracy": 0.812},
+             {"step": 40, "split": "valid", "loss": 0.4, "accuracy": 0.853},
+             {"step": 40, "split": "test", "loss": 0.45, "accuracy": 0.841}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = {"task": stage.task, "status": "finished", "metric": "accuracy", "final": {"loss": 0.45, "accuracy": 0.841},
+               "valid": {"loss": 0.4, "accuracy": 0.853}, "steps": 40, "epochs": 0.1, "train_time_s": 3.0,
+               "parameters": 1234, "precision": "32", "machine": "test machine"}
+    tour.plot_curves(run_dir, summary, run_dir / "curves.png")
+    results = {stage.key: {"summary": summary}}
+    rows = tour.summary_rows(stages, results)
+    family = tasks.get(stage.task).family
+    assert rows[0]["result"] == family.headline(summary) and "84.10%" in rows[0]["result"]
+    page = tour.write_report(tmp_path, stages, results, rows, tour.DEFAULT_BUDGET, False, 60.0).read_text()
+    shown = [name for name in family.report_figures if f'alt="{name}"' in page]
+    assert shown == ["curves.png"]   # the only figure of the family's list that this folder holds
+    assert "<th>test set</th><th>validation set</th>" in page and "<td>0.841</td><td>0.853</td>" in page
+    assert "validation set (held out of training) at each evaluation" in page
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +70,15 @@ def test_short_tour_trains_all_four_pillars_above_chance(short_tour):
         assert summaries[k]["final"]["bits_per_char"] < math.log2(vocab) - 1.5, (k, vocab)
     assert summaries["lstm"]["final"]["bits_per_char"] < summaries["lstm"]["baselines"]["unigram_bits_per_char"]
     gan = summaries["gan"]
-    assert gan["final"]["fid_fashion"] < gan["baselines"]["fid_fashion_untrained_generator"] / 1.2
+    assert gan["final"]["fid_fashion"] < gan["baselines"]["fid_fashion_untrained_generator"] / 1.1
     assert "tour done" in result.stderr and "pillars tour" in result.stderr   # the summary table
+    assert "\tfashion-resnet\t" in result.stderr   # not a terminal: plain rows, never cut
     rows = (out / "results.md").read_text()
     assert rows.count("\n| ") == 4 and "fashion-resnet" in rows and "Machine:" in rows
+    for k, s in summaries.items():   # the validation set at each evaluation, the test set once at the end
+        splits = [json.loads(line)["split"] for line in (out / k / "metrics.jsonl").read_text().splitlines()]
+        assert splits.count("test") == 1 and splits[-1] == "test" and "valid" in splits, k
+        assert s["valid"] and (out / k / "curves.png").exists() and (out / k / "tour.json").exists(), k
 
 
 def test_tour_resumes_and_refuses_other_flags(short_tour):

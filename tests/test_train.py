@@ -12,7 +12,8 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 
-from pillars import tasks, train
+from pillars import runs, tasks, train
+from pillars.config import ConfigError
 from pillars.models.cnn import ConvNet, ConvNetConfig
 from tests.conftest import ROOT, TINY, pillars, sets
 
@@ -66,8 +67,11 @@ def test_run_folder_contents_and_evaluate(tmp_path, fashion):
     assert list(run.glob("events.out.tfevents.*"))
     assert [p.name for p in train.checkpoints(run)] == ["step-00000015", "step-00000030"]
     lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    assert {ln["split"] for ln in lines} == {"train", "test"}
-    assert json.loads((run / "summary.json").read_text())["steps"] == 30
+    assert [(ln["step"], ln["split"]) for ln in lines if ln["split"] != "train"] == [(15, "valid"), (30, "valid"),
+                                                                                      (30, "test")]
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["steps"] == 30 and saved["final"] == summary["final"] and saved["valid"]["accuracy"] > 0.1
+    assert saved["best"] == max(ln["accuracy"] for ln in lines if ln["split"] == "valid")
     # the saved weights give the same figures again, on the whole test set
     r = pillars("evaluate", str(run), "--device", "cpu")
     again = json.loads(r.stdout)
@@ -81,7 +85,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, fashion):
     _, b = fit(tmp_path, "b", accum_steps=4, **common)
     wa, wb = weights(a), weights(b)
     for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-4, rtol=1e-3)   # float sums in another order
 
 
 def test_ema_is_the_moving_average_of_the_weights_and_what_is_saved(tmp_path, fashion):
@@ -111,7 +115,7 @@ def test_resume_with_ema_is_bitwise_exact(tmp_path, fashion):
                                                          "max_steps": "10"})
     train.fit("fashion-cnn", cfg, part, resume=True, progress=False)
     assert_bitwise_equal(weights(full), weights(part))
-    with pytest.raises(train.ConfigError, match="ema is a decay per step and must be below 1"):
+    with pytest.raises(ConfigError, match="ema is a decay per step and must be below 1"):
         train.resolve_config("fashion-cnn", overrides={"ema": "1"})
 
 
@@ -139,6 +143,20 @@ def full(tmp_path_factory, fashion) -> Path:
     run = tmp_path_factory.mktemp("uninterrupted") / "full"
     pillars("train", "fashion-cnn", "--out", str(run), "--no-progress", *sets(*TINY, *RESUME))
     return run
+
+
+def test_periodic_evaluations_read_validation_and_the_test_set_is_read_once_at_the_end(full):
+    """`pillars train fashion-cnn --set max_steps=60 --set eval_every=20`: validation at 20, 40 and 60, the
+    test set once, at step 60; summary.json keeps the test figures under final and the validation ones."""
+    lines = [json.loads(ln) for ln in (full / "metrics.jsonl").read_text().splitlines()]
+    evals = [(ln["step"], ln["split"]) for ln in lines if ln["split"] != "train"]
+    assert evals == [(20, "valid"), (40, "valid"), (60, "valid"), (60, "test")]
+    summary = json.loads((full / "summary.json").read_text())
+    test_line, last_valid = lines[-1], [ln for ln in lines if ln["split"] == "valid"][-1]
+    assert summary["final"] == {k: v for k, v in test_line.items() if k not in ("step", "split")}
+    assert summary["final"]["accuracy"] == test_line["accuracy"]
+    assert summary["valid"]["accuracy"] == last_valid["accuracy"] != test_line["accuracy"]
+    assert summary["best"] == max(ln["accuracy"] for ln in lines if ln["split"] == "valid")
 
 
 def test_sigkill_then_resume_is_bitwise_exact(tmp_path, full):
@@ -226,8 +244,9 @@ def test_ddp_two_processes_equal_one_process(tmp_path, fashion):
 
 @pytest.mark.slow
 def test_fashion_cnn_reaches_90_percent(tmp_path, fashion):
-    """A CI-sized real run: two epochs in bf16 (about a minute here)."""
-    summary, run = fit(tmp_path, "fashion", epochs=2.0, precision="bf16", width=32, hidden=128,
+    """A CI-sized real run: one epoch of the default network (about a minute on an AMX machine, under two
+    on a CPU with AVX2 alone)."""
+    summary, run = fit(tmp_path, "fashion", epochs=1.0, precision="auto", width=32, hidden=128,
                        train_samples=0, batch_size=128, eval_batches=0, eval_batch_size=1000)
     assert summary["final"]["accuracy"] >= 0.90, summary
 
@@ -238,23 +257,43 @@ def test_gradient_clipping_bounds_the_update(tmp_path, fashion):
                      schedule="constant", grad_clip=0.01, dropout=0, batch_norm="false")
     cfg = train.resolve_config("fashion-cnn", overrides={**dict(s.split("=") for s in TINY), **overrides})
     train.seed_everything(cfg["seed"])
-    before = {k: v.clone() for k, v in tasks.get("fashion-cnn").build(cfg, torch.device("cpu")).model.state_dict().items()}
+    before = {k: v.clone() for k, v in tasks.get("fashion-cnn").make_job(cfg, torch.device("cpu")).model.state_dict().items()}
     _, run = fit(tmp_path, "clipped", **overrides)
     after = weights(run)
     moved = torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before))
     assert 0 < moved.item() <= 0.1 * 0.01 * (1 + 1e-4)
 
 
-def test_experiment_runs_are_reused_only_with_the_same_settings(tmp_path, fashion):
-    from pillars import experiments
-    from pillars.config import ConfigError
+def test_runs_are_reused_only_with_the_same_settings(tmp_path, fashion):
+    def train_or_reuse(task, settings):
+        cfg = train.resolve_config(task, overrides=settings)
+        return runs.train_or_reuse(task, cfg, tmp_path / "run", log=lambda s: None, progress=False)
+
     settings = dict(s.split("=") for s in TINY) | {"max_steps": 2}
-    first = experiments.run_once("fashion-cnn", settings, tmp_path / "run", log=lambda s: None)
+    first = train_or_reuse("fashion-cnn", settings)
     assert first["status"] == "finished"
     stamp = (tmp_path / "run" / "summary.json").stat().st_mtime_ns
-    again = experiments.run_once("fashion-cnn", settings | {"device": "cpu"}, tmp_path / "run", log=lambda s: None)
+    again = train_or_reuse("fashion-cnn", settings | {"device": "cpu"})
     assert again == first and (tmp_path / "run" / "summary.json").stat().st_mtime_ns == stamp   # reused
     with pytest.raises(ConfigError, match=r"other settings \(lr 0.002 -> 0.1\)"):
-        experiments.run_once("fashion-cnn", settings | {"lr": 0.1}, tmp_path / "run", log=lambda s: None)
+        train_or_reuse("fashion-cnn", settings | {"lr": 0.1})
     with pytest.raises(ConfigError, match=r"other settings \(task fashion-cnn -> digits-cnn\)"):
-        experiments.run_once("digits-cnn", {"max_steps": 2}, tmp_path / "run", log=lambda s: None)
+        train_or_reuse("digits-cnn", {"max_steps": 2})
+
+
+def test_precision_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):
+    from pillars import devices
+    cpu = torch.device("cpu")
+    assert devices.resolve_precision("32", cpu) == "32" and devices.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(devices, "native_bf16", lambda kind: True)
+    assert devices.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(devices, "native_bf16", lambda kind: False)
+    assert devices.resolve_precision("auto", cpu) == "32"
+    with devices.autocast(cpu, "auto"):
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(devices, "native_bf16", lambda kind: True)
+    with devices.autocast(cpu, "auto"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert train.resolve_config("fashion-resnet")["precision"] == "auto"
+    with pytest.raises(ConfigError, match="precision must be one of 32, bf16, 16, auto"):
+        train.resolve_config("fashion-cnn", overrides={"precision": "fp8"})

@@ -1,22 +1,66 @@
-"""The translation task end to end on a small TSV of the user's own pairs, and its sacreBLEU metric."""
+"""The translation task end to end on a small TSV of the user's own pairs, its sacreBLEU metric, its splits."""
 import json
 import random
 
 import numpy as np
+import pytest
 import torch
 
-from pillars import explain, metrics, train
+from pillars import explain, metrics, runs
+from pillars.tasks.translation import TranslationFamily, sentence_pairs
 from tests.conftest import pillars, sets
 
 
-def test_translation_sums_add_up_to_sacrebleus_corpus_scores():
-    from sacrebleu.metrics import BLEU, CHRF
-    hyps = ["the cat sat on the mat", "hello there world", "a b c"]
-    refs = ["the cat sat on a mat", "hello world", "a b d"]
-    a, b = metrics.translation_sums(hyps[:2], refs[:2]), metrics.translation_sums(hyps[2:], refs[2:])
-    scores = metrics.translation_summary({k: float(a[k] + b[k]) for k in a})
-    assert abs(scores["bleu"] - BLEU().corpus_score(hyps, [refs]).score) < 1e-9
-    assert abs(scores["chrf"] - CHRF().corpus_score(hyps, [refs]).score) < 1e-9
+def test_translation_sums_gather_the_hypotheses_for_sacrebleus_corpus_scores():
+    import sacrebleu
+    vocab = "the cat sat on a mat hello there world . , b c d ! my dog".split()
+    hyps = ["the cat sat on the mat .", "hello there world !", "a b c", "my dog , the cat", "d d d"]
+    refs = ["the cat sat on a mat .", "hello world !", "a b d", "the dog , my cat", "a b c d"]
+    ids = [[vocab.index(w) for w in h.split()] for h in hyps]
+    decode = lambda row: " ".join(vocab[i] for i in row)   # noqa: E731
+
+    def sums(index):   # one batch: the hypotheses at `index`, in a table of all 5 sentences, 8 tokens wide
+        return metrics.translation_sums([ids[i] for i in index], torch.tensor(index), len(hyps), 8)
+
+    # three batches (two processes' shares, one sentence decoded twice as a process's padding), added up
+    batches = [sums([0, 1]), sums([4, 2]), sums([3, 4])]
+    total = {k: sum(b[k] for b in batches).numpy() for k in batches[0]}
+    scores = metrics.translation_summary(total, refs, decode)
+    assert scores["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score
+    assert scores["chrf"] == sacrebleu.corpus_chrf(hyps, [refs]).score
+    # a part of the set (a periodic evaluation of a few batches) is scored on the sentences it decoded
+    part = metrics.translation_summary({k: v.numpy() for k, v in sums([3, 1]).items()}, refs, decode)
+    assert part["bleu"] == sacrebleu.corpus_bleu([hyps[1], hyps[3]], [[refs[1], refs[3]]]).score
+    assert part["chrf"] == sacrebleu.corpus_chrf([hyps[1], hyps[3]], [[refs[1], refs[3]]]).score
+
+
+def test_translation_headline_names_the_decoding():
+    family = TranslationFamily()
+    assert family.headline({"final": {"bleu": 21.04, "chrf": 45.66, "beam": 4}}) == "BLEU 21.0, chrF 45.7 (beam)"
+    assert family.headline({"final": {"bleu": 19.96, "chrf": 44.0, "beam": 1}}) == "BLEU 20.0, chrF 44.0 (greedy)"
+    assert family.baselines_text({"final": {}}) == "" and family.chance({"final": {}}) == ""
+
+
+def test_a_users_tsv_is_split_three_ways_with_a_fixed_seed(tmp_path):
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"uno {i}\tone {i}\n" for i in range(200)))
+    cfg = {"data": str(tsv), "valid_fraction": 0.05, "seed": 0}
+    train, valid, test = sentence_pairs(cfg)
+    assert (len(train), len(valid), len(test)) == (180, 10, 10)
+    assert not set(train) & set(valid) and not set(train) & set(test) and not set(valid) & set(test)
+    assert sentence_pairs({**cfg, "seed": 7}) == (train, valid, test)   # every run of the file shares the split
+    # the test set is the one the task always held out: the first 5% of a permutation seeded 0, in file order
+    held = set(np.random.default_rng(0).permutation(200)[:10].tolist())
+    assert test == [(f"uno {i}", f"one {i}") for i in sorted(held)]
+    with pytest.raises(Exception, match="valid_fraction must be between 0 and 0.5"):
+        sentence_pairs({**cfg, "valid_fraction": 0.5})
+
+
+def test_bible_pairs_validation_books_are_neither_trained_on_nor_tested():
+    train, valid, test = sentence_pairs({"data": "", "valid_fraction": 0.05, "seed": 3})
+    assert len(valid) == 885 and len(test) == 978
+    assert not set(valid) & set(train) and not set(valid) & set(test)
+    assert sentence_pairs({"data": "", "valid_fraction": 0.05, "seed": 4})[1] == valid
 
 
 def test_translation_learns_a_small_tsv_and_translates(tmp_path):
@@ -30,9 +74,9 @@ def test_translation_learns_a_small_tsv_and_translates(tmp_path):
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    pillars("train", "bible-translate", "--max-steps", "500", "--out", str(run), "--no-progress",
+    pillars("train", "bible-translate", "--max-steps", "800", "--out", str(run), "--no-progress",
             *sets(f"data={tsv}", "width=64", "encoder_layers=2", "decoder_layers=2", "vocab_size=300",
-                  "max_tokens=24", "eval_every=500", "precision=32", "lr=3e-3", "warmup_steps=30", "dropout=0"))
+                  "max_tokens=24", "eval_every=800", "precision=32", "lr=3e-3", "warmup_steps=30", "dropout=0"))
     final = json.loads((run / "summary.json").read_text())["final"]
     assert final["bleu"] > 90 and final["chrf"] > 90, final
     out = pillars("translate", str(run), "tres uno cuatro", "nueve nueve", "--beam", "3").stdout.splitlines()
@@ -46,7 +90,7 @@ def test_translation_learns_a_small_tsv_and_translates(tmp_path):
     pillars("explain", str(run), "--source", "siete dos cinco ocho uno")
     assert json.loads((run / "explain.json").read_text())["translation"] == "seven two five eight one"
     assert (run / "cross_attention.png").stat().st_size > 10_000
-    _, _, job, _ = train.load_run(run, "cpu")
+    job = runs.load(run, "cpu").job
     tok, model = job.tokenizer, job.model.eval()
     src = torch.from_numpy(tok.encode("siete dos cinco ocho uno"))[None]
     hyp = model.greedy(src)[0]

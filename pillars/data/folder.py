@@ -87,7 +87,8 @@ def load_image_folder(root: str | Path, size: int, channels: int = 0,
                       test_fraction: float = 0.2) -> tuple[dict[str, np.ndarray], list[str]]:
     """Arrays like the registered datasets' (train_x, train_y, test_x, test_y) and the class names.
     `channels` 0 picks 1 when every image is grey, else 3. Without train/ and test/ sub-folders, a fixed
-    stratified `test_fraction` of each class is held out."""
+    stratified `test_fraction` of each class is held out for the test. (The task holds its validation
+    images out of the training arrays, as it does for every image dataset.)"""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist; give a folder of class sub-folders, e.g. "

@@ -40,6 +40,8 @@ from typing import Callable
 
 import numpy as np
 
+from pillars.config import write_text_atomic
+
 
 class DataError(RuntimeError):
     """A dataset could not be provided; the message says what was tried and how to fix it."""
@@ -469,5 +471,5 @@ def load(name: str, log: Callable[[str], None] = lambda s: None) -> dict[str, np
         tmp = ds.array_dir / f".{key}.tmp.npy"
         np.save(tmp, arr)
         os.replace(tmp, ds.array_dir / f"{key}.npy")
-    stamp_path.write_text(json.dumps(stamp))
+    write_text_atomic(stamp_path, json.dumps(stamp))
     return arrays

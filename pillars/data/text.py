@@ -442,13 +442,17 @@ def bible_verses(name: str = "bible-web", split: str | None = None) -> list[tupl
 
 # ----------------------------------------------------------------------------- user TSV sentence pairs
 
-def load_tsv_pairs(path: str | Path, valid_fraction: float = 0.1, seed: int = 0,
-                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+Pairs = list[tuple[str, str]]
+
+
+def load_tsv_pairs(path: str | Path, held_out: float = 0.1, seed: int = 0) -> tuple[Pairs, Pairs, Pairs]:
     """Sentence pairs from a UTF-8 text file, one `source<TAB>target` pair a line (blank lines skipped), split
-    at random into (train, valid) with `valid_fraction` of the pairs held out, the same for the same seed."""
+    at random into (train, valid, test), each in file order: a permutation seeded by `seed` gives its first
+    `held_out` of the pairs to test and the next as many to valid, so the same seed gives the same split."""
     path = Path(path)
-    if not 0 <= valid_fraction < 1:
-        raise ValueError(f"valid_fraction must be at least 0 and below 1, not {valid_fraction}")
+    if not 0 < held_out < 0.5:
+        raise ValueError(f"the held-out fraction must be above 0 and below 0.5 (it is held out twice: test "
+                         f"and valid), not {held_out}")
     if not path.is_file():
         raise InputFileError(f"{path}: no such file")
     try:
@@ -473,14 +477,13 @@ def load_tsv_pairs(path: str | Path, valid_fraction: float = 0.1, seed: int = 0,
     if not pairs:
         raise InputFileError(f"{path}: no sentence pairs in the file; write one `source<TAB>target` pair a line")
     order = np.random.default_rng(seed).permutation(len(pairs))
-    k = int(round(len(pairs) * valid_fraction))
-    if valid_fraction > 0 and k == 0 and len(pairs) > 1:
-        k = 1
-    if k >= len(pairs):
-        raise InputFileError(f"{path}: {len(pairs)} pair(s) are too few to hold {valid_fraction:.0%} out; "
-                             "add pairs or lower the valid fraction")
-    valid = set(order[:k].tolist())
-    return ([p for i, p in enumerate(pairs) if i not in valid], [p for i, p in enumerate(pairs) if i in valid])
+    k = max(1, int(round(len(pairs) * held_out)))
+    if 2 * k >= len(pairs):
+        raise InputFileError(f"{path}: {len(pairs)} pair(s) are too few to hold {held_out:.0%} out for testing "
+                             "and as many for validation; add pairs or lower the fraction")
+    split = np.full(len(pairs), TRAIN)
+    split[order[:k]], split[order[k:2 * k]] = TEST, VALID
+    return tuple([p for p, s in zip(pairs, split) if s == code] for code in (TRAIN, VALID, TEST))
 
 
 # ----------------------------------------------------------------------------- VADER movie reviews

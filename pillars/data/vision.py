@@ -1,7 +1,8 @@
 """Image datasets: Fashion-MNIST, the MNIST 5k subset, scikit-learn's 8x8 digits.
 
 Every dataset parses to uint8 arrays `train_x`, `test_x` of shape (N, H, W) and int64 labels `train_y`,
-`test_y`; models scale the pixels themselves.
+`test_y`; models scale the pixels themselves. The tasks hold their validation images out of `train_x`
+(`stratified_split`, a fixed seed), so the test sets stay the datasets' own.
 """
 from __future__ import annotations
 
@@ -22,16 +23,17 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed train/test indices holding `test_fraction` of every class out, the same on every machine."""
+def stratified_split(labels: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed (kept, held-out) indices holding `fraction` of every class out, the same on every machine:
+    the test split of a dataset that ships none, and the validation split of every training set."""
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    kept, held = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(len(idx) * test_fraction))
-        test.append(idx[:k])
-        train.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+        k = int(round(len(idx) * fraction))
+        held.append(idx[:k])
+        kept.append(idx[k:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
 def _split_arrays(x: np.ndarray, y: np.ndarray, test_fraction: float) -> dict[str, np.ndarray]:

@@ -21,6 +21,8 @@ agree in outputs, states and gradients.
 """
 from __future__ import annotations
 
+import functools
+
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -56,6 +58,19 @@ def rnn_layer(x: torch.Tensor, h: torch.Tensor, w_ih, w_hh, b_ih, b_hh):
         h = torch.tanh(wx[t] + F.linear(h, w_hh, b_hh))
         outputs.append(h)
     return torch.stack(outputs), h
+
+
+@functools.cache
+def bf16_lstm_kernel_runs_here() -> bool:
+    """Whether the CPU's library LSTM kernel (oneDNN) runs under bf16 autocast: it refuses on CPUs without
+    AVX-512 ("could not create a primitive descriptor"), where a bf16 run then keeps the LSTM in fp32."""
+    probe = nn.LSTM(4, 4)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            probe(torch.zeros(2, 1, 4))
+        return True
+    except RuntimeError:
+        return False
 
 
 class _Recurrent:
@@ -97,6 +112,10 @@ class LSTM(_Recurrent, nn.LSTM):
                 b_hh[H:2 * H].fill_(forget_bias / 2)
 
     def forward(self, x, state=None):
+        if self.fused and x.device.type == "cpu" and torch.is_autocast_enabled("cpu") \
+                and not bf16_lstm_kernel_runs_here():   # CPUs without AVX-512: the kernel in fp32
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float(), None if state is None else tuple(s.float() for s in state))
         if self.fused:
             return super().forward(x, state)
         x = self._time_major(x)

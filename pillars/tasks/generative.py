@@ -7,35 +7,48 @@ objective only (`gan.GAN.forward`; under torchrun, DistributedDataParallel avera
 beta1 = 0.5 and lr 2e-4 as DCGAN; a constant learning rate.
 
 Quality is measured, not eyeballed:
-  fid_fashion   the Frechet distance between generated and real test images in the feature space (the
+  fid_fashion   the Frechet distance between generated and real images in the feature space (the
                 128-unit hidden layer) of the project's own Fashion-MNIST classifier: a `fashion-cnn`
-                trained once (2 epochs, fp32, seed 0) and cached under $PILLARS_HOME/models. It is not
-                the Inception FID of other papers and does not compare with their numbers; the distance
-                between 10,000 real training and the 10,000 real test images is reported beside it as
-                the floor of the scale.
+                trained once (2 epochs, fp32, seed 0) and cached under $PILLARS_HOME/models, a run the
+                task requires (the run lifecycle trains it before the GAN). The real images are the
+                held-out training images for the periodic evaluations (the validation split, the same
+                images the classifier holds out) and the test images at the end. It is not the Inception
+                FID of other papers and does not compare with their numbers; the distance between 10,000
+                real training and the 10,000 real test images is reported beside it as the floor of the
+                scale.
   class shares  the classifier's classes of the generated images: the smallest share is a mode-collapse
                 detector (1/10 each when every class is drawn equally often);
   class_accuracy  (conditional) how often the classifier sees the class that was asked for;
   parzen_ll     (mnist-5k) the 2014 paper's Gaussian Parzen-window log-likelihood of the test digits under
-                10,000 samples, its width chosen on held-out training digits, in nats.
+                10,000 samples, its width chosen on the validation split (10% of the training digits,
+                held out), in nats.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pillars import data, metrics
+from pillars import data, explain, metrics
+from pillars.config import ConfigError
 from pillars.data.batches import TensorBatches
 from pillars.models import gan
-from pillars.plots import image_grid
-from pillars.tasks import Job, Task, check_choice, register
-from pillars.tasks.images import normalised, scaled_pixels
+from pillars.plots import image_grid, save_image_grid
+from pillars.tasks import Family, Job, LoadedRun, Requirement, SampleRequest, Task, check_choice, register
+from pillars.tasks.images import VALID_SEED, held_out, normalised, scaled_pixels
 
 CLASSIFIER_RECIPE = {"epochs": 2.0, "precision": "32", "seed": 0}   # of fashion-cnn, for the metrics
+VALID_FRACTION = 0.1   # of the training images held out for validation (as the image classifiers' default)
+
+
+@dataclass
+class GANJob(Job):
+    classes: list[str] = field(default_factory=list)   # the dataset's class names
+    conditional: bool = False                          # the networks read the class
 
 
 @dataclass
@@ -65,41 +78,14 @@ def gan_images(pixels) -> torch.Tensor:
     return scaled_pixels(pixels) * 2 - 1
 
 
-def classifier_dir():
-    from pillars.data.registry import home
-    return home() / "models" / "fashion-classifier"
+def classifier_dir() -> Path:
+    return data.home() / "models" / "fashion-classifier"
 
 
-def fashion_classifier(device: torch.device, log=print):
-    """The project's Fashion-MNIST classifier behind fid_fashion: (model, inputs), trained on first use and
-    cached. A cached one trained with any other setting (fashion-cnn's defaults included) is trained again."""
-    from pillars import train
-    run = classifier_dir()
-    done = run / "summary.json"
-    cfg = train.resolve_config("fashion-cnn", overrides={**CLASSIFIER_RECIPE, "device": device.type})
-    if done.exists() and json.loads(done.read_text()).get("status") == "finished" \
-            and not train.settings_changed(run, "fashion-cnn", cfg):
-        _, _, job, _ = train.load_run(run, device.type)
-        return job.model.eval(), job.inputs
-    log(f"training the Fashion-MNIST classifier for the GAN metrics (once; cached in {run})")
-    import random
-    import shutil
-    shutil.rmtree(run, ignore_errors=True)
-    # It may be asked for in the middle of an evaluation: train with gradients and in full precision
-    # whatever the caller's context, and leave the caller's random streams as they were.
-    py_state, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad(), \
-            torch.autocast(device.type, enabled=False):
-        summary = train.fit("fashion-cnn", cfg, run, progress=False, baselines=False, single_process=True)
-    random.setstate(py_state)
-    np.random.set_state(np_state)
-    if summary.get("status") != "finished":
-        from pillars.config import ConfigError
-        shutil.rmtree(run, ignore_errors=True)
-        raise ConfigError("the Fashion-MNIST classifier's training was interrupted; nothing of it is kept, "
-                          "and the next GAN run trains it again")
-    _, _, job, _ = train.load_run(run, device.type)
-    return job.model.eval(), job.inputs
+def classifier_requirement() -> Requirement:
+    """The project's Fashion-MNIST classifier behind fid_fashion: trained once by the run lifecycle and
+    cached; a cached one trained with any other setting (fashion-cnn's defaults included) is trained again."""
+    return Requirement("fashion-cnn", CLASSIFIER_RECIPE, classifier_dir())
 
 
 def classifier_features(classifier, inputs, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,38 +127,50 @@ def sample_grid(cfg: dict, classes: int):
     return images
 
 
-def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
+@torch.no_grad()
+def measure_images(classifier, inputs, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, logits) of a whole set of images in [-1, 1], in batches of 1000."""
+    feats, logits = zip(*(classifier_features(classifier, inputs, xb) for xb in images.split(1000)))
+    return torch.cat(feats), torch.cat(logits)
+
+
+def fashion_splits(device: torch.device) -> tuple[tuple, tuple, tuple]:
+    """(x, y) of the training part, the validation part (the stratified 10% of the training images that
+    the image classifiers hold out too) and the test set, as GAN images in [-1, 1] on `device`."""
     arrays = data.load("fashion-mnist")
+    tr, va = held_out(arrays["train_y"], VALID_FRACTION)
+    x, y = gan_images(arrays["train_x"]), torch.from_numpy(arrays["train_y"]).long()
+    tr, va = torch.from_numpy(tr), torch.from_numpy(va)
+    test = gan_images(arrays["test_x"]), torch.from_numpy(arrays["test_y"]).long()
+    return tuple((a.to(device), b.to(device)) for a, b in ((x[tr], y[tr]), (x[va], y[va]), test))
+
+
+def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
     classes = data.get("fashion-mnist").meta["classes"]
-    train_x, train_y = gan_images(arrays["train_x"]).to(device), torch.from_numpy(arrays["train_y"]).long().to(device)
-    test_x, test_y = gan_images(arrays["test_x"]).to(device), torch.from_numpy(arrays["test_y"]).long().to(device)
+    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = fashion_splits(device)
     model = make_gan(cfg, 1, 28, len(classes))
-    # the same noise for test image i at every evaluation, whatever the evaluation batches
-    noise = torch.randn(len(test_x), cfg["latent"], generator=torch.Generator().manual_seed(cfg["seed"])).to(device)
-    measure: dict = {}
+    # the same noise for image i of a split at every evaluation, whatever the evaluation batches
+    noise = torch.randn(max(len(valid_x), len(test_x)), cfg["latent"],
+                        generator=torch.Generator().manual_seed(cfg["seed"])).to(device)
+    loaded: list = []
 
-    def measured():
-        """The classifier and the real test images' feature statistics, made on first use (so that
-        `pillars sample` on a GAN run needs neither)."""
-        if not measure:
-            classifier, inputs = fashion_classifier(device)
-            with torch.no_grad():
-                real, logits = map(torch.cat, zip(*(classifier_features(classifier, inputs, xb)
-                                                    for xb in test_x.split(1000))))
-            measure.update(classifier=classifier, inputs=inputs, real=metrics.feature_gaussian(real),
-                           test_accuracy=float((logits.argmax(-1) == test_y).float().mean()))
-        return measure
-
-    if torch.distributed.is_initialized():   # under torchrun: the main process trains the classifier now,
-        measured()                             # while the others wait to read it (see train.fit)
+    def classifier() -> tuple:
+        """The metrics' classifier and its inputs, loaded on first use (`pillars sample` needs neither)."""
+        if not loaded:
+            run = needs["classifier"]()
+            loaded.extend([run.job.model.to(device).eval(), run.job.inputs])
+        return tuple(loaded)
 
     def eval_sums(model, batch):
+        """Features of the generated images and of the real ones of the split (held-out training images
+        while training, test images at the end): the Frechet distance is between the two."""
         x, y, index = batch
-        m = measured()
         fake = model.generator(noise[index], y if cfg["conditional"] else None)
-        feats, logits = classifier_features(m["classifier"], m["inputs"], fake)
+        feats, logits = classifier_features(*classifier(), fake)
+        real, _ = classifier_features(*classifier(), x)
         pred = logits.argmax(-1)
-        sums = {**metrics.feature_sums(feats), "class_counts": F.one_hot(pred, len(classes)).sum(0).double()}
+        sums = {**metrics.feature_sums(feats), **{f"real_{k}": v for k, v in metrics.feature_sums(real).items()},
+                "class_counts": F.one_hot(pred, len(classes)).sum(0).double()}
         if cfg["conditional"]:
             sums["asked_class_correct"] = (pred == y).sum().double()
         return sums
@@ -180,35 +178,33 @@ def build_fashion_gan(cfg: dict, device: torch.device) -> Job:
     def summary(sums):
         n = sums["feat_n"]
         shares = np.asarray(sums["class_counts"]) / n
-        out = {"fid_fashion": metrics.frechet_distance(*metrics.gaussian(sums), *measured()["real"]),
+        real = metrics.gaussian({k[len("real_"):]: v for k, v in sums.items() if k.startswith("real_")})
+        out = {"fid_fashion": metrics.frechet_distance(*metrics.gaussian(sums), *real),
                "min_class_share": float(shares.min()), "max_class_share": float(shares.max())}
         if cfg["conditional"]:
             out["class_accuracy"] = sums["asked_class_correct"] / n
         return out
 
     def baselines():
-        m = measured()
-        with torch.no_grad():
-            feats = torch.cat([classifier_features(m["classifier"], m["inputs"], xb)[0]
-                               for xb in train_x[:10000].split(1000)])
+        real, logits = measure_images(*classifier(), test_x)
+        real = metrics.feature_gaussian(real)
         with torch.random.fork_rng(devices=[]):   # the other end of the scale: the generator before training
             torch.manual_seed(cfg["seed"])
             fresh = make_gan(cfg, 1, 28, len(classes)).to(device).eval()
         with torch.no_grad():
-            fake = torch.cat([classifier_features(m["classifier"], m["inputs"],
-                                                  fresh.generator(z, y if cfg["conditional"] else None))[0]
-                              for z, y in zip(noise.split(1000), test_y.split(1000))])
-        return {"fid_fashion_real_train_vs_test": metrics.frechet_distance(*metrics.feature_gaussian(feats),
-                                                                            *m["real"]),
-                "fid_fashion_untrained_generator": metrics.frechet_distance(*metrics.feature_gaussian(fake),
-                                                                             *m["real"]),
-                "classifier_test_accuracy": m["test_accuracy"]}
+            fake = torch.cat([fresh.generator(z, y if cfg["conditional"] else None)
+                              for z, y in zip(noise[:len(test_x)].split(1000), test_y.split(1000))])
+        return {"fid_fashion_real_train_vs_test": metrics.frechet_distance(
+                    *metrics.feature_gaussian(measure_images(*classifier(), train_x[:10000])[0]), *real),
+                "fid_fashion_untrained_generator": metrics.frechet_distance(
+                    *metrics.feature_gaussian(measure_images(*classifier(), fake)[0]), *real),
+                "classifier_test_accuracy": float((logits.argmax(-1) == test_y).float().mean())}
 
-    index = torch.arange(len(test_x), device=device)
-    return Job(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
-               test=(test_x, test_y, index), loss=gan_loss(cfg), eval_sums=eval_sums, summary=summary,
-               baselines=baselines, images=sample_grid(cfg, len(classes)), conv=True,
-               info={"classes": classes, "conditional": cfg["conditional"]})
+    return GANJob(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
+                  valid=(valid_x, valid_y, torch.arange(len(valid_x), device=device)),
+                  test=(test_x, test_y, torch.arange(len(test_x), device=device)), loss=gan_loss(cfg),
+                  eval_sums=eval_sums, summary=summary, baselines=baselines, images=sample_grid(cfg, len(classes)),
+                  conv=True, classes=classes, conditional=cfg["conditional"])
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,16 +217,23 @@ PARZEN_SIGMAS = np.logspace(np.log10(0.05), np.log10(0.5), 19)
 
 
 def best_sigma(samples: torch.Tensor, valid: torch.Tensor) -> float:
-    """The Parzen width (of PARZEN_SIGMAS) under which the held-out digits are most likely."""
+    """The Parzen width (of PARZEN_SIGMAS) under which the validation digits are most likely."""
     scores = [metrics.parzen_log_likelihood(samples, valid, float(s)).mean().item() for s in PARZEN_SIGMAS]
     return float(PARZEN_SIGMAS[int(np.argmax(scores))])
 
 
-def build_mnist_gan(cfg: dict, device: torch.device) -> Job:
+def build_mnist_gan(cfg: dict, device: torch.device) -> GANJob:
+    """The validation split (10% of the training digits, held out) chooses the Parzen width; the test
+    digits are scored under the width chosen there."""
+    if cfg["conditional"]:
+        raise ConfigError("mnist-5k-dcgan is unconditional; use fashion-cdcgan for the conditional model")
+    if cfg["samples"] < 1:
+        raise ConfigError(f"samples must be at least 1, not {cfg['samples']}")
     arrays = data.load("mnist-5k")
     x, y = gan_images(arrays["train_x"]), torch.from_numpy(arrays["train_y"]).long()
-    train_idx, valid_idx = split_validation(len(x), 0.1, 0)    # the held-out digits choose sigma
-    valid = to_unit(x[valid_idx]).flatten(1).to(device)
+    train_idx, valid_idx = split_validation(len(x), VALID_FRACTION, VALID_SEED)
+    valid_x, valid_y = x[valid_idx].to(device), y[valid_idx].to(device)
+    valid_pixels = to_unit(valid_x).flatten(1)
     train_x, train_y = x[train_idx].to(device), y[train_idx].to(device)
     test_x, test_y = gan_images(arrays["test_x"]).to(device), torch.from_numpy(arrays["test_y"]).long().to(device)
     model = make_gan(cfg, 1, 28, 10)
@@ -240,7 +243,7 @@ def build_mnist_gan(cfg: dict, device: torch.device) -> Job:
         g = torch.Generator().manual_seed(cfg["seed"])
         sizes = [min(1000, cfg["samples"] - i) for i in range(0, cfg["samples"], 1000)]
         samples = torch.cat([to_unit(model.generator(model.noise(k, g), None)).flatten(1) for k in sizes])
-        sigma = best_sigma(samples, valid)
+        sigma = best_sigma(samples, valid_pixels)
         ll = metrics.parzen_log_likelihood(samples, to_unit(x).flatten(1), sigma)
         n = torch.tensor(float(len(x)), device=x.device)
         return {"ll_sum": ll.sum(), "count": n, "sigma_x_count": sigma * n}
@@ -251,31 +254,103 @@ def build_mnist_gan(cfg: dict, device: torch.device) -> Job:
 
     def baselines():
         real = to_unit(train_x).flatten(1)
-        sigma = best_sigma(real, valid)
+        sigma = best_sigma(real, valid_pixels)
         ll = metrics.parzen_log_likelihood(real, to_unit(test_x).flatten(1), sigma)
         return {"parzen_ll_of_the_training_digits": ll.mean().item(), "parzen_sigma_of_the_training_digits": sigma}
 
-    from pillars.config import ConfigError
-    if cfg["conditional"]:
-        raise ConfigError("mnist-5k-dcgan is unconditional; use fashion-cdcgan for the conditional model")
-    if cfg["samples"] < 1:
-        raise ConfigError(f"samples must be at least 1, not {cfg['samples']}")
-    index = torch.arange(len(test_x), device=device)
-    return Job(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
-               test=(test_x, test_y, index), loss=gan_loss(cfg), eval_sums=eval_sums, summary=summary,
-               baselines=baselines, images=sample_grid(cfg, 10), conv=True, info={"classes": [str(i) for i in range(10)],
-                                                                      "conditional": False})
+    return GANJob(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
+                  valid=(valid_x, valid_y, torch.arange(len(valid_x), device=device)),
+                  test=(test_x, test_y, torch.arange(len(test_x), device=device)), loss=gan_loss(cfg),
+                  eval_sums=eval_sums, summary=summary, baselines=baselines, images=sample_grid(cfg, 10), conv=True,
+                  classes=[str(i) for i in range(10)], conditional=False)
+
+
+# ----------------------------------------------------------------------------- the family
+
+class GAN(Family):
+    """GANs: samples (of a class, for a conditional one), the explain figures (interpolation, the game's
+    dynamics) and the measured quality as the headline."""
+
+    what = "GAN"
+    baseline_names = {"fid_fashion_real_train_vs_test": ("real train vs real test", "{:.2f}"),
+                      "fid_fashion_untrained_generator": ("untrained generator", "{:.0f}"),
+                      "parzen_ll_of_the_training_digits": ("training digits themselves", "{:.1f} nats")}
+    chance_keys = frozenset({"fid_fashion_untrained_generator"})
+    report_figures = ("curves.png", "sample.png", "dynamics.png", "interpolation.png")
+
+    def headline(self, summary: dict) -> str:
+        f = summary["final"]
+        if "fid_fashion" in f:
+            text = f"FID (project classifier) {f['fid_fashion']:.1f}, smallest class share {f['min_class_share']:.2%}"
+            return text + (f", class asked for {f['class_accuracy']:.2%}" if "class_accuracy" in f else "")
+        return f"Parzen log-likelihood {f['parzen_ll']:.1f} nats"
+
+    def explain(self, run: LoadedRun, log: Callable[[str], None], light: bool = False, source: str = "") -> dict:
+        result = explain.explain_gan(run.run_dir, run.job)
+        log(f"wrote {run.run_dir / result['interpolation']}: walks through the noise space")
+        tail = ("" if result["d_real_last_tenth"] is None else
+                f" (last tenth: {result['d_real_last_tenth']:.3f} and {result['d_fake_last_tenth']:.3f})")
+        log(f"wrote {run.run_dir / result['dynamics']}: D(x) and D(G(z)) over training{tail}")
+        return result
+
+    def tour(self, run: LoadedRun, log: Callable[[str], None], light: bool = False) -> dict:
+        """The explain figures, 64 fresh samples (sample.png) and the fixed-noise grids written while training."""
+        result = {"explain": self.explain(run, log, light=light)}
+        save_image_grid(sample_images(run.job, 64, "", seed=0)[0], run.run_dir / "sample.png")
+        result["sample"] = "sample.png"
+        grids = sorted((run.run_dir / "samples").glob("step-*.png"))
+        result["sample_steps"] = [str(p.relative_to(run.run_dir)) for p in grids]
+        return result
+
+    def sample(self, run: LoadedRun, request: SampleRequest, log: Callable[[str], None]) -> None:
+        """A grid of generated images (PNG): `request.n` of them (64), of one class for a conditional GAN."""
+        plain = SampleRequest()
+        text_options = {"--prompt": "prompt", "--length": "length", "--temperature": "temperature",
+                        "--top-k": "top_k", "--top-p": "top_p"}
+        given = [flag for flag, key in text_options.items() if getattr(request, key) != getattr(plain, key)]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for language models; "
+                              "a GAN takes --n, --class, --seed and --out")
+        if request.class_name and not run.job.conditional:
+            raise ConfigError(f"{run.run_dir} is an unconditional GAN: it cannot be asked for a class "
+                              "(train fashion-cdcgan for that)")
+        n = 64 if request.n is None else request.n
+        grid, what = sample_images(run.job, n, request.class_name, request.seed)
+        path = Path(request.out) if request.out else run.run_dir / "sample.png"
+        save_image_grid(grid, path)
+        log(f"wrote {n} generated images{what} to {path}")
+
+
+def sample_images(job: GANJob, n: int, class_name: str, seed: int) -> tuple[torch.Tensor, str]:
+    """A grid of `n` images drawn from seeded noise, and what they are (" of class C" when asked for one):
+    of class `class_name` (a name or number), or for a conditional GAN asked for none, every class in turn,
+    a column per class."""
+    if n < 1:
+        raise ConfigError("--n must be at least 1")
+    classes, y, what = job.classes, None, ""
+    device = next(job.model.parameters()).device
+    if class_name:
+        names = {c.lower(): i for i, c in enumerate(classes)}
+        key = class_name.lower()
+        if key not in names and not (key.isdigit() and int(key) < len(classes)):
+            raise ConfigError(f"unknown class {class_name!r}; the classes are: {', '.join(classes)}")
+        c = names[key] if key in names else int(key)
+        y, what = torch.full((n,), c, device=device), f" of class {classes[c]}"
+    elif job.conditional:
+        y = torch.arange(n, device=device) % len(classes)
+    per_row = len(classes) if job.conditional and not class_name else 8
+    return draw_grid(job.model.eval(), n, y, seed, min(n, per_row)), what
 
 
 GAN_DEFAULTS = {"epochs": 10.0, "batch_size": 128, "lr": 2e-4, "betas": "0.5,0.999", "weight_decay": 0.0,
-                "schedule": "constant", "precision": "bf16", "eval_batch_size": 1000, "log_every": 20}
+                "schedule": "constant", "precision": "auto", "eval_batch_size": 1000, "log_every": 20}
 
 register(Task(
     name="fashion-dcgan",
     description="DCGAN on Fashion-MNIST; Frechet distance in the features of the project's classifier",
     dataset="fashion-mnist", model="DCGAN (G and D, 64/128 channels)", objective="GAN loss: non-saturating (or --set loss=hinge)",
     metric="fid_fashion", options=GANOptions, build=build_fashion_gan, higher_is_better=False,
-    defaults={**GAN_DEFAULTS},
+    defaults={**GAN_DEFAULTS}, family=GAN(), requires=lambda cfg: {"classifier": classifier_requirement()},
 ))
 
 register(Task(
@@ -283,13 +358,14 @@ register(Task(
     description="conditional DCGAN on Fashion-MNIST: ask for a class; the classifier checks it got one",
     dataset="fashion-mnist", model="conditional DCGAN (class embedding in G, projection in D)",
     objective="GAN loss: non-saturating (or --set loss=hinge)", metric="fid_fashion", options=GANOptions, build=build_fashion_gan,
-    higher_is_better=False, defaults={**GAN_DEFAULTS, "conditional": True},
+    higher_is_better=False, defaults={**GAN_DEFAULTS, "conditional": True}, family=GAN(),
+    requires=lambda cfg: {"classifier": classifier_requirement()},
 ))
 
 register(Task(
     name="mnist-5k-dcgan",
     description="DCGAN on the 5,000 MNIST digits, with the 2014 paper's Parzen-window log-likelihood",
     dataset="mnist-5k", model="DCGAN (G and D, 64/128 channels)", objective="GAN loss: non-saturating (or --set loss=hinge)",
-    metric="parzen_ll", options=GANOptions, build=build_mnist_gan,
+    metric="parzen_ll", options=GANOptions, build=build_mnist_gan, family=GAN(),
     defaults={**GAN_DEFAULTS, "epochs": 100.0, "eval_every": 280, "eval_batch_size": 1000, "log_every": 10},
 ))

@@ -1,25 +1,40 @@
-"""Language models: next-token prediction on a corpus or a user's text file, beside an n-gram baseline."""
+"""Language models: next-token prediction on a corpus or a user's text file, beside an n-gram baseline.
+
+A corpus has its own train / valid / test split (sotu: by year; brown: by file; bible-web: by book). A
+user's file is cut at its end: the last `val_fraction` of the text is the test text and the `val_fraction`
+before it the validation text. The n-gram baseline's order is chosen on the validation text.
+"""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pillars import metrics
+from pillars import explain, metrics
+from pillars.baselines import KneserNey
+from pillars.config import ConfigError, write_text_atomic
 from pillars.data.text import corpus_splits
 from pillars.data.batches import TokenWindows, scored_windows
 from pillars.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from pillars.models import rnn, transformer
-from pillars.tasks import Job, Task, check_choice, register
+from pillars.tasks import Family, Job, LoadedRun, SampleRequest, Task, check_choice, register
+
+
+@dataclass
+class LanguageJob(Job):
+    test_text: str = ""                      # the held-out text `explain` reads (the LSTM's cells)
+    test_ids: torch.Tensor | None = None     # its tokens as one stream (memory span, attention distance)
 
 
 def generate_texts(model: nn.Module, tok: Tokenizer, prompt: str, n: int = 1, length: int = 400,
                    temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> list[str]:
     """`n` continuations of `prompt` (each including it), sampled with a seeded generator."""
-    from pillars.config import ConfigError
     device = next(model.parameters()).device
     ids = torch.from_numpy(tok.encode(prompt)).to(device)
     if len(ids) == 0:
@@ -32,7 +47,8 @@ def generate_texts(model: nn.Module, tok: Tokenizer, prompt: str, n: int = 1, le
 @dataclass
 class TextOptions:
     data: str = ""               # a UTF-8 text file of your own instead of the task's corpus
-    val_fraction: float = 0.1    # with data=FILE: the last fraction of the text is the held-out set
+    val_fraction: float = 0.1    # with data=FILE: the last fraction of the text is the test text, the one
+    #                              before it the validation text
     tokenizer: str = "char"      # char or bpe (lossless: bits per character), or word
     vocab_size: int = 10000      # word: the most frequent words kept, the rest <unk>; bpe: the merged vocabulary
     context: int = 128           # tokens per training window (truncated backpropagation through time)
@@ -51,28 +67,26 @@ class RecurrentLMOptions(TextOptions):
 
 
 def text_splits(cfg: dict, corpus: str) -> tuple[str, str, str]:
-    """(training, validation, test text): the corpus's own split, or the user's file cut at its end (with no
-    validation text: the n-gram baseline then picks its order on the end of the training text)."""
-    from pillars.config import ConfigError
-    if cfg["data"]:
-        from pathlib import Path
-        path = Path(cfg["data"]).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"--set data={cfg['data']}: no such file; give a UTF-8 text file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path} is not UTF-8 text ({e}); convert it, e.g. with iconv -t utf-8") from None
-        if not 0 < cfg["val_fraction"] < 1:
-            raise ConfigError(f"val_fraction must be between 0 and 1, not {cfg['val_fraction']}")
-        cut = int(len(text) * (1 - cfg["val_fraction"]))
-        return text[:cut], "", text[cut:]
-    splits = corpus_splits(corpus)
-    return splits["train"], splits["valid"], splits["test"]
+    """(training, validation, test text): the corpus's own split, or the user's file cut at its end."""
+    if not cfg["data"]:
+        splits = corpus_splits(corpus)
+        return splits["train"], splits["valid"], splits["test"]
+    path = Path(cfg["data"]).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--set data={cfg['data']}: no such file; give a UTF-8 text file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text ({e}); convert it, e.g. with iconv -t utf-8") from None
+    if not 0 < cfg["val_fraction"] < 0.5:
+        raise ConfigError(f"val_fraction must be between 0 and 0.5 (the end of the text is held out twice: the "
+                          f"test text, and the validation text before it), not {cfg['val_fraction']}")
+    test_from = int(len(text) * (1 - cfg["val_fraction"]))
+    valid_from = int(len(text) * (1 - 2 * cfg["val_fraction"]))
+    return text[:valid_from], text[valid_from:test_from], text[test_from:]
 
 
 def make_tokenizer(cfg: dict, train_text: str) -> Tokenizer:
-    from pillars.config import ConfigError
     if cfg["tokenizer"] == "char":
         return CharTokenizer.train(train_text)
     if cfg["tokenizer"] == "word":
@@ -82,21 +96,31 @@ def make_tokenizer(cfg: dict, train_text: str) -> Tokenizer:
     raise ConfigError(f"tokenizer must be char, word or bpe, not {cfg['tokenizer']!r}")
 
 
-def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model) -> Job:
-    from pillars.baselines import KneserNey
-    train_text, valid_text, test_text = text_splits(cfg, corpus)
-    tok = make_tokenizer(cfg, train_text)
+def ngram_orders(cfg: dict, vocab_size: int) -> list[int]:
+    """The Kneser-Ney orders to try: the one asked for, or 2 to 9 (those whose n-gram keys fit 64 bits)."""
     try:
         orders = ([cfg["ngram_order"]] if cfg["ngram_order"] > 0
-                  else [k for k in range(2, 10) if len(tok) ** k < 2 ** 62])
-        KneserNey(max(orders), len(tok))
+                  else [k for k in range(2, 10) if vocab_size ** k < 2 ** 62])
+        KneserNey(max(orders), vocab_size)
     except ValueError as e:
-        from pillars.config import ConfigError
         raise ConfigError(f"--set ngram_order={cfg['ngram_order']}: {e}; lower it, or 0 to choose it on the "
                           "validation text, or --set ngram=false") from None
-    train_ids, test_ids = tok.encode(train_text), tok.encode(test_text)
-    chars = tok.char_lengths(test_text)   # each target weighs the characters it spells: bits per character
-    test = scored_windows(torch.from_numpy(test_ids), torch.from_numpy(chars).float(), cfg["context"])
+    return orders
+
+
+def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model) -> LanguageJob:
+    train_text, valid_text, test_text = text_splits(cfg, corpus)
+    tok = make_tokenizer(cfg, train_text)
+    orders = ngram_orders(cfg, len(tok))
+    train_ids, valid_ids, test_ids = (tok.encode(t) for t in (train_text, valid_text, test_text))
+    test_chars = tok.char_lengths(test_text)
+
+    def held_out(ids: np.ndarray, chars: np.ndarray) -> tuple[torch.Tensor, ...]:
+        # each target weighs the characters it spells: bits per character
+        windows = scored_windows(torch.from_numpy(ids), torch.from_numpy(chars).float(), cfg["context"])
+        return tuple(t.to(device) for t in windows)
+
+    valid, test = held_out(valid_ids, tok.char_lengths(valid_text)), held_out(test_ids, test_chars)
     model = make_model(cfg, len(tok))
 
     def loss(model, batch):
@@ -116,36 +140,39 @@ def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model)
     def baselines():
         if not cfg["ngram"]:
             return {}
-        return cached_baselines(ngram_baselines, train_ids, valid_text, test_ids, chars, orders, tok.to_json())
+        return cached_baselines(lambda: ngram_baselines(train_ids, valid_ids, test_ids, test_chars, orders, tok),
+                                train_ids, valid_text, test_ids, test_chars, orders, tok.to_json())
 
-    def ngram_baselines():
-        order = orders[0]
-        if len(orders) > 1:   # the order that predicts the validation text best, fitted without it
-            fit_ids, valid_ids = ((train_ids, tok.encode(valid_text)) if valid_text
-                                  else (train_ids[:len(train_ids) * 9 // 10], train_ids[len(train_ids) * 9 // 10:]))
-            best = None
-            for k in orders:
-                loss = -KneserNey(k, len(tok)).fit(fit_ids).log_probs(valid_ids).mean()
-                if best is not None and loss >= best:
-                    break   # past the best order the counts get too sparse and the loss rises again
-                best, order = loss, k
-        nll = -KneserNey(order, len(tok)).fit(train_ids).log_probs(test_ids)
-        result = {"kneser_ney_order": order, "kneser_ney_perplexity": float(np.exp(nll.mean()))}
-        if tok.lossless:
-            result["kneser_ney_bits_per_char"] = float(nll.sum() / np.log(2) / chars[1:].sum())
-        # the floor of the scale: each token by its training frequency alone (add-one smoothed), no context
-        counts = np.bincount(train_ids, minlength=len(tok)) + 1.0
-        unigram = -np.log(counts / counts.sum())[test_ids[1:]]
-        result["unigram_perplexity"] = float(np.exp(unigram.mean()))
-        if tok.lossless:
-            result["unigram_bits_per_char"] = float(unigram.sum() / np.log(2) / chars[1:].sum())
-        return result
+    return LanguageJob(model=model, train=TokenWindows(torch.from_numpy(train_ids).to(device), cfg["context"],
+                                                       cfg["batch_size"], cfg["seed"]),
+                       valid=valid, test=test, loss=loss, eval_sums=eval_sums, summary=summary, tokenizer=tok,
+                       baselines=baselines, tokens_per_sample=cfg["context"], test_text=test_text,
+                       test_ids=torch.from_numpy(test_ids))
 
-    return Job(model=model, train=TokenWindows(torch.from_numpy(train_ids).to(device), cfg["context"],
-                                               cfg["batch_size"], cfg["seed"]),
-               test=tuple(t.to(device) for t in test), loss=loss, eval_sums=eval_sums, summary=summary,
-               tokenizer=tok, baselines=baselines, tokens_per_sample=cfg["context"],
-               info={"test_text": test_text, "test_ids": torch.from_numpy(test_ids)})
+
+def ngram_baselines(train_ids: np.ndarray, valid_ids: np.ndarray, test_ids: np.ndarray, chars: np.ndarray,
+                    orders: list[int], tok: Tokenizer) -> dict[str, float]:
+    """Kneser-Ney of the order (among `orders`) that predicts the validation text best, fitted without it,
+    and the unigram floor, both on the test text."""
+    order = orders[0]
+    if len(orders) > 1:
+        best = None
+        for k in orders:
+            loss = -KneserNey(k, len(tok)).fit(train_ids).log_probs(valid_ids).mean()
+            if best is not None and loss >= best:
+                break   # past the best order the counts get too sparse and the loss rises again
+            best, order = loss, k
+    nll = -KneserNey(order, len(tok)).fit(train_ids).log_probs(test_ids)
+    result = {"kneser_ney_order": order, "kneser_ney_perplexity": float(np.exp(nll.mean()))}
+    if tok.lossless:
+        result["kneser_ney_bits_per_char"] = float(nll.sum() / np.log(2) / chars[1:].sum())
+    # the floor of the scale: each token by its training frequency alone (add-one smoothed), no context
+    counts = np.bincount(train_ids, minlength=len(tok)) + 1.0
+    unigram = -np.log(counts / counts.sum())[test_ids[1:]]
+    result["unigram_perplexity"] = float(np.exp(unigram.mean()))
+    if tok.lossless:
+        result["unigram_bits_per_char"] = float(unigram.sum() / np.log(2) / chars[1:].sum())
+    return result
 
 
 def cached_baselines(compute, *inputs) -> dict:
@@ -153,10 +180,8 @@ def cached_baselines(compute, *inputs) -> dict:
     computed once (a minute for characters) and kept under $PILLARS_HOME/baselines, keyed by a hash of all
     of those, so runs on the same split (an LSTM and a GPT, a rerun) share them."""
     import hashlib
-    import json
 
     from pillars import data
-    from pillars.config import write_text_atomic
     h = hashlib.sha256()
     for x in inputs:
         h.update(x.tobytes() if isinstance(x, np.ndarray) else repr(x).encode())
@@ -167,6 +192,88 @@ def cached_baselines(compute, *inputs) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(result) + "\n")
     return result
+
+
+# ----------------------------------------------------------------------------- the family
+
+class LanguageModel(Family):
+    """Language models (LSTM or GPT): bits per character or perplexity beside Kneser-Ney, sampled text, and
+    the explain figures (memory span; an LSTM's readable cells; a GPT's attention distance and KV cache)."""
+
+    what = "language model"
+    # the Kneser-Ney name takes its order; a run shows bits per character where its tokenizer is lossless,
+    # else perplexity
+    baseline_names = {"kneser_ney_bits_per_char": ("Kneser-Ney {order}-gram", "{:.3f} bits/char"),
+                      "kneser_ney_perplexity": ("Kneser-Ney {order}-gram", "perplexity {:.1f}"),
+                      "unigram_bits_per_char": ("character frequencies alone", "{:.3f} bits/char"),
+                      "unigram_perplexity": ("word frequencies alone", "perplexity {:.1f}")}
+    chance_keys = frozenset({"unigram_bits_per_char", "unigram_perplexity"})
+    # an LSTM writes cells.png, a GPT attention_distance.png and kv_cache.png: the report shows those written
+    report_figures = ("curves.png", "memory_span.png", "cells.png", "attention_distance.png", "kv_cache.png")
+
+    def headline(self, summary: dict) -> str:
+        f = summary["final"]
+        return f"{f['bits_per_char']:.3f} bits/char" if "bits_per_char" in f else f"perplexity {f['perplexity']:.1f}"
+
+    def baselines_text(self, summary: dict, which: str = "all") -> str:
+        b = summary.get("baselines", {})
+        unit = "bits_per_char" if "kneser_ney_bits_per_char" in b or "unigram_bits_per_char" in b else "perplexity"
+        order = f"{b['kneser_ney_order']:.0f}" if "kneser_ney_order" in b else "n"
+        shown = Family()
+        shown.baseline_names = {key: (name.format(order=order), fmt)
+                                for key, (name, fmt) in self.baseline_names.items() if key.endswith(unit)}
+        shown.chance_keys = self.chance_keys
+        return shown.baselines_text(summary, which)
+
+    def explain(self, run: LoadedRun, log: Callable[[str], None], light: bool = False, source: str = "") -> dict:
+        summary = run.run_dir / "summary.json"
+        baselines = json.loads(summary.read_text()).get("baselines", {}) if summary.exists() else {}
+        result = explain.explain_language_model(run.run_dir, run.job, baselines, log=log,
+                                                **({"positions": 1024, "cell_chars": 10000} if light else {}))
+        log(f"wrote {run.run_dir / 'memory_span.png'}: test loss ({result['memory_span_unit']}) with k tokens "
+            "of history")
+        log("  " + "  ".join(f"k={k}: {v:.3f}" for k, v in result["memory_span"].items()))
+        if "attention_distance" in result:
+            log(f"wrote {run.run_dir / 'attention_distance.png'}: mean distance attended, per layer (heads)")
+            for i, layer in enumerate(result["attention_distance"]):
+                log(f"  layer {i + 1}: " + " ".join(f"{d:6.1f}" for d in layer))
+            kv = result["kv_cache_seconds"]
+            log(f"wrote {run.run_dir / 'kv_cache.png'}: {kv['tokens'][-1]} tokens in {kv['KV cache'][-1]:.2f} s "
+                f"with the KV cache, {kv['recomputing'][-1]:.2f} s recomputing "
+                f"({kv['recomputing'][-1] / kv['KV cache'][-1]:.1f}x)")
+        if "cells" in result:
+            log(f"wrote {run.run_dir / 'cells.png'}: the cells that best track")
+            for name, c in result["cells"].items():
+                log(f"  {name:<38} cell {c['cell']:>4}  correlation {c['correlation']:+.2f}")
+        return result
+
+    def tour(self, run: LoadedRun, log: Callable[[str], None], light: bool = False) -> dict:
+        return {"explain": self.explain(run, log, light=light), "text": generated_text(run.job)}
+
+    def sample(self, run: LoadedRun, request: SampleRequest, log: Callable[[str], None]) -> None:
+        """`request.n` continuations of the prompt (a new paragraph when none is given), on stdout or in a file."""
+        if request.class_name:
+            raise ConfigError("--class is for GAN runs (fashion-cdcgan); a language model takes --prompt")
+        n = 1 if request.n is None else request.n
+        if request.length < 1 or n < 1 or request.top_k < 0 or not 0 <= request.top_p <= 1:
+            raise ConfigError("--length and --n must be at least 1, --top-k at least 0, --top-p between 0 and 1")
+        texts = generate_texts(run.job.model, run.job.tokenizer, request.prompt or "\n\n", n, request.length,
+                               request.temperature, request.top_k, request.top_p, request.seed)
+        joined = "\n\n---\n\n".join(t.strip("\n") for t in texts) + "\n"
+        if request.out:
+            write_text_atomic(Path(request.out), joined)
+            log(f"wrote {len(texts)} sample(s) to {request.out}")
+        else:
+            print(joined, end="")
+
+
+def generated_text(job: LanguageJob, prompt: str = "The Congress", length: int = 400, seed: int = 0) -> dict:
+    """The tour's sample: `length` tokens after `prompt` at temperature 0.8, top-p 0.95."""
+    text = generate_texts(job.model, job.tokenizer, prompt, 1, length, 0.8, 0, 0.95, seed)[0]
+    return {"prompt": prompt, "temperature": 0.8, "top_p": 0.95, "text": text}
+
+
+LANGUAGE_MODEL = LanguageModel()
 
 
 def recurrent_lm(cfg: dict, vocab_size: int) -> nn.Module:
@@ -182,10 +289,10 @@ register(Task(
                 "the latest speeches",
     dataset="sotu", model="LSTM language model (2 x 256, tied embeddings)", objective="next-character cross-entropy",
     metric="bits_per_char", options=RecurrentLMOptions, higher_is_better=False,
-    build=lambda cfg, device: language_model_job(cfg, device, "sotu", recurrent_lm),
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", recurrent_lm), family=LANGUAGE_MODEL,
     defaults={"max_steps": 3000, "batch_size": 64, "lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_every": 1000, "eval_batches": 0, "eval_batch_size": 128,
-              "precision": "bf16", "context": 128},
+              "precision": "auto", "context": 128},
 ))
 
 register(Task(
@@ -194,10 +301,10 @@ register(Task(
                 "the test set is the latest speeches",
     dataset="sotu", model="LSTM language model (2 x 256, tied embeddings)", objective="next-word cross-entropy",
     metric="perplexity", options=RecurrentLMOptions, higher_is_better=False,
-    build=lambda cfg, device: language_model_job(cfg, device, "sotu", recurrent_lm),
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", recurrent_lm), family=LANGUAGE_MODEL,
     defaults={"max_steps": 1200, "batch_size": 64, "lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_every": 400, "eval_batches": 0, "eval_batch_size": 128,
-              "precision": "bf16", "tokenizer": "word", "context": 64, "dropout": 0.3},
+              "precision": "auto", "tokenizer": "word", "context": 64, "dropout": 0.3},
 ))
 
 
@@ -221,10 +328,10 @@ register(Task(
     description="a character-level GPT on the State of the Union addresses, on the same split as sotu-char-lstm",
     dataset="sotu", model="GPT (4 layers, 4 heads, 256 wide, context 256)", objective="next-character cross-entropy",
     metric="bits_per_char", options=GPTOptions, higher_is_better=False,
-    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt),
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt), family=LANGUAGE_MODEL,
     defaults={"max_steps": 600, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 60,
               "grad_clip": 1.0, "eval_every": 200, "eval_batches": 0, "eval_batch_size": 64,
-              "precision": "bf16", "context": 256, "betas": "0.9,0.95"},
+              "precision": "auto", "context": 256, "betas": "0.9,0.95"},
 ))
 
 register(Task(
@@ -232,10 +339,10 @@ register(Task(
     description="a word-level GPT on the State of the Union addresses, on the same split as sotu-lstm",
     dataset="sotu", model="GPT (4 layers, 4 heads, 256 wide, context 128)", objective="next-word cross-entropy",
     metric="perplexity", options=GPTOptions, higher_is_better=False,
-    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt),
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt), family=LANGUAGE_MODEL,
     defaults={"max_steps": 1200, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_every": 400, "eval_batches": 0, "eval_batch_size": 64,
-              "precision": "bf16", "tokenizer": "word", "context": 128, "dropout": 0.2,
+              "precision": "auto", "tokenizer": "word", "context": 128, "dropout": 0.2,
               "betas": "0.9,0.95"},
 ))
 
@@ -253,9 +360,8 @@ def text_file_model(cfg: dict, vocab_size: int) -> nn.Module:
     return gpt(cfg, vocab_size) if cfg["model"] == "gpt" else recurrent_lm(cfg, vocab_size)
 
 
-def build_text_file(cfg: dict, device: torch.device) -> Job:
+def build_text_file(cfg: dict, device: torch.device) -> LanguageJob:
     if not cfg["data"]:
-        from pillars.config import ConfigError
         raise ConfigError("text-file trains on your own text: give it with --set data=FILE (UTF-8); for example "
                           "`pillars data export sotu sotu.txt` writes the State of the Union addresses as one file")
     return language_model_job(cfg, device, "", text_file_model)
@@ -264,10 +370,12 @@ def build_text_file(cfg: dict, device: torch.device) -> Job:
 register(Task(
     name="text-file",
     description="a language model on any UTF-8 text file (--set data=FILE): a GPT, or an LSTM with "
-                "--set model=lstm; the last val_fraction of the file is held out",
+                "--set model=lstm; the end of the file is held out (the last val_fraction to test, the one "
+                "before it to validation)",
     dataset="your file", model="GPT (4 layers, 4 heads, 256 wide) or LSTM", objective="next-token cross-entropy",
     metric="bits_per_char", options=TextFileOptions, higher_is_better=False, build=build_text_file,
+    family=LANGUAGE_MODEL,
     defaults={"max_steps": 600, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 60,
               "grad_clip": 1.0, "eval_every": 200, "eval_batches": 0, "eval_batch_size": 64,
-              "precision": "bf16", "context": 256, "betas": "0.9,0.95"},
+              "precision": "auto", "context": 256, "betas": "0.9,0.95"},
 ))

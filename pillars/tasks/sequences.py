@@ -1,16 +1,22 @@
-"""Sequence problems for recurrent networks: long time lags, forecasting, sentiment."""
+"""Sequence problems for recurrent networks: long time lags, forecasting, sentiment.
+
+Validation sets: the adding problem draws its own from a fixed seed; a forecaster holds out the period just
+before the test period (which stays the last part of the series); the movie reviews have a valid split.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pillars import metrics
+from pillars import explain, metrics
+from pillars.config import ConfigError
 from pillars.data.batches import TensorBatches
 from pillars.models import rnn
-from pillars.tasks import Job, Task, check_choice, register
+from pillars.tasks import Family, Job, LoadedRun, Task, check_choice, register
 
 
 @dataclass
@@ -21,15 +27,20 @@ class AddingOptions:
     layers: int = 1
     fused: bool = True
     forget_bias: float = 1.0     # LSTM: initial forget-gate bias (Gers et al. 2000 use 1; larger remembers longer)
-    test_sequences: int = 2000
+    test_sequences: int = 2000   # in the test set, and as many in the validation set
+
+
+# the validation sequences' seed: fixed, so every run at a lag shares them (the test's is 2**40 + the run's
+# seed, as it always was; training batches are seeded by the seed and the step)
+ADDING_VALID_SEED = 2 ** 41 + 12345
 
 
 def build_adding(cfg: dict, device: torch.device) -> Job:
-    from pillars.config import ConfigError
     from pillars.data.synthetic import AddingBatches, adding_problem
     check_choice(cfg, "cell", ("lstm", "rnn"))
     if cfg["lag"] < 4:
         raise ConfigError(f"lag must be at least 4 steps, not {cfg['lag']}")
+    valid = adding_problem(cfg["test_sequences"], cfg["lag"], torch.Generator().manual_seed(ADDING_VALID_SEED))
     test = adding_problem(cfg["test_sequences"], cfg["lag"], torch.Generator().manual_seed(2 ** 40 + cfg["seed"]))
     model = rnn.Forecaster(rnn.ForecasterConfig(features=2, horizon=1, hidden=cfg["hidden"], layers=cfg["layers"],
                                                 cell=cfg["cell"], fused=cfg["fused"], residual=False,
@@ -42,9 +53,34 @@ def build_adding(cfg: dict, device: torch.device) -> Job:
     def eval_sums(model, batch):
         return metrics.regression_sums(model(batch[0]), batch[1], tolerance=0.04)
 
+    def baselines():   # always answering 1, the mean of the sum: what no learning at all scores
+        sums = metrics.regression_sums(torch.ones_like(test[1]), test[1], tolerance=0.04)
+        figures = metrics.regression_summary({k: v.item() for k, v in sums.items()})
+        return {f"always_one_{k}": v for k, v in figures.items()}
+
     return Job(model=model, train=AddingBatches(cfg["lag"], cfg["batch_size"], cfg["seed"], device),
-               test=tuple(t.to(device) for t in test), loss=loss, eval_sums=eval_sums,
-               summary=metrics.regression_summary)
+               valid=tuple(t.to(device) for t in valid), test=tuple(t.to(device) for t in test), loss=loss,
+               eval_sums=eval_sums, summary=metrics.regression_summary, baselines=baselines)
+
+
+class AddingProblem(Family):
+    """The adding problem: the share of test sequences solved, beside always answering 1."""
+
+    what = "adding-problem run"
+    baseline_names = {"always_one_success": ("always answering 1", "{:.1%} solved")}
+    chance_keys = frozenset(baseline_names)
+
+    def headline(self, summary: dict) -> str:
+        f = summary["final"]
+        return f"{f['success']:.1%} of sequences solved (|error| < 0.04), MSE {f['mse']:.4f}"
+
+    def explain(self, run: LoadedRun, log: Callable[[str], None], light: bool = False, source: str = "") -> dict:
+        raise ConfigError(f"{run.run_dir} is an adding-problem run: explain has experiments for image classifiers, "
+                          "language models, translation models, GANs and forecasters; for the adding problem see "
+                          "`pillars experiment long-lag`")
+
+    def tour(self, run: LoadedRun, log: Callable[[str], None], light: bool = False) -> dict:
+        return {}
 
 
 register(Task(
@@ -53,6 +89,7 @@ register(Task(
                 "sequence of `lag` steps",
     dataset="synthetic (fresh sequences every step)", model="LSTM (1 x 64) or tanh RNN, linear read-out",
     objective="mean squared error", metric="success", options=AddingOptions, build=build_adding,
+    family=AddingProblem(),
     defaults={"max_steps": 10000, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.0, "warmup_steps": 50,
               "grad_clip": 1.0, "eval_every": 500, "eval_batch_size": 500, "log_every": 100},
 ))
@@ -69,16 +106,25 @@ class ForecastOptions:
     season: int = 0              # seasonal period in steps (0: 24 for the weather, inferred for a CSV)
     history: int = 168           # steps the model sees (a week of hours)
     horizon: int = 24            # steps it predicts at once (a day)
-    test_fraction: float = 0.2   # the last part of the series is the held-out period
+    test_fraction: float = 0.2   # the last part of the series is the held-out test period
+    valid_fraction: float = 0.1  # the part just before it is the validation period (not trained on)
     hidden: int = 64
     layers: int = 2
     dropout: float = 0.0
     cell: str = "lstm"
 
 
+@dataclass
+class ForecastJob(Job):
+    mean: float = 0.0            # the series' normalisation (training period): model units -> the series' own
+    std: float = 1.0
+    season: int = 1              # the seasonal period in steps
+    series: str = ""             # what is forecast, for the figures
+
+
 def forecast_series(cfg: dict) -> tuple[np.ndarray, int]:
-    """(series, seasonal period) from the weather data or the user's CSV."""
-    from pillars.config import ConfigError
+    """(series, seasonal period) from the weather data or the user's CSV (the period inferred before the test
+    period)."""
     from pillars.data import series
     if cfg["data"]:
         if not cfg["column"]:
@@ -99,40 +145,51 @@ def windows(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     return values[starts[:, None] + np.arange(length)]
 
 
-def build_forecast(cfg: dict, device: torch.device) -> Job:
-    from pillars.config import ConfigError
+def forecast_periods(n: int, cfg: dict) -> tuple[int, int, dict[str, np.ndarray]]:
+    """(where validation starts, where the test starts, the start of every window by split) for a series of
+    `n` values, in time order: train | valid | test. A window belongs to the period its forecast lies in;
+    its history may reach back into the period before, as a forecaster's would."""
+    H, F_ = cfg["history"], cfg["horizon"]
+    test_from = int(n * (1 - cfg["test_fraction"]))
+    valid_from = int(n * (1 - cfg["test_fraction"] - cfg["valid_fraction"]))
+    if H < 1 or F_ < 1 or valid_from - H - F_ < 100 or test_from - valid_from < F_ or n - test_from < F_:
+        raise ConfigError(f"the series has {n} values: too few for a history of {H} and a horizon of {F_} with "
+                          f"test_fraction {cfg['test_fraction']} and valid_fraction {cfg['valid_fraction']}; lower "
+                          "--set history=N or horizon=N")
+    return valid_from, test_from, {"train": np.arange(0, valid_from - H - F_ + 1),
+                                   "valid": np.arange(valid_from - H, test_from - H - F_ + 1),
+                                   "test": np.arange(max(0, test_from - H), n - H - F_ + 1)}
+
+
+def build_forecast(cfg: dict, device: torch.device) -> ForecastJob:
     from pillars.baselines import naive_forecast, seasonal_naive_forecast
-    if not 0 < cfg["test_fraction"] < 1:
-        raise ConfigError(f"test_fraction must be between 0 and 1, not {cfg['test_fraction']}")
+    for key in ("test_fraction", "valid_fraction"):
+        if not 0 < cfg[key] < 1:
+            raise ConfigError(f"{key} must be between 0 and 1, not {cfg[key]}")
     check_choice(cfg, "cell", ("lstm", "rnn"))
     values, season = forecast_series(cfg)
     H, F_ = cfg["history"], cfg["horizon"]
-    cut = int(len(values) * (1 - cfg["test_fraction"]))
-    if H < 1 or F_ < 1 or cut - H - F_ < 100 or len(values) - cut < F_:
-        raise ConfigError(f"the series has {len(values)} values: too few for a history of {H} and a horizon of "
-                          f"{F_} with test_fraction {cfg['test_fraction']}; lower --set history=N or horizon=N")
+    valid_from, test_from, starts = forecast_periods(len(values), cfg)
     if not 1 <= season <= H:
         raise ConfigError(f"season {season} must be between 1 and the history ({H}): the seasonal-naive forecast "
                           "copies the last season of the history; set --set season=N or a longer --set history=N")
-    train_vals = values[:cut]
+    train_vals, before_test = values[:valid_from], values[:test_from]
     mean, std = float(train_vals.mean()), float(train_vals.std() or 1.0)
-    # MASE scale: the in-sample mean absolute error of the seasonal-naive forecast (the seasonal form of
-    # Hyndman & Koehler 2006, as in the M4 competition)
-    scale = float(np.mean(np.abs(train_vals[season:] - train_vals[:-season])))
+    # MASE scale: the in-sample mean absolute error of the seasonal-naive forecast over everything before the
+    # test period (the seasonal form of Hyndman & Koehler 2006, as in the M4 competition)
+    scale = float(np.mean(np.abs(before_test[season:] - before_test[:-season])))
     if scale == 0:
-        raise ConfigError(f"the training part of the series repeats exactly every {season} steps, so MASE is "
+        raise ConfigError(f"the series before the test period repeats exactly every {season} steps, so MASE is "
                           "undefined; check the column, or the season")
     phase = 2 * np.pi * np.arange(len(values)) / max(season, 1)
     inputs = np.stack([(values - mean) / std, np.sin(phase), np.cos(phase)], axis=-1).astype(np.float32)
     if season <= 1:
         inputs = inputs[:, :1]
     target = ((values - mean) / std).astype(np.float32)
-    train_starts = np.arange(0, cut - H - F_ + 1)
-    test_starts = np.arange(max(0, cut - H), len(values) - H - F_ + 1)   # forecasts of the held-out period
 
-    def tensors(starts):
-        x = torch.from_numpy(windows(inputs, starts, H))
-        y = torch.from_numpy(windows(target, starts + H, F_))
+    def tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(windows(inputs, starts[split], H))
+        y = torch.from_numpy(windows(target, starts[split] + H, F_))
         return x.to(device), y.to(device)
 
     model = rnn.Forecaster(rnn.ForecasterConfig(features=inputs.shape[1], horizon=F_, hidden=cfg["hidden"],
@@ -154,8 +211,8 @@ def build_forecast(cfg: dict, device: torch.device) -> Job:
         return {"mae": mae, "rmse": (sums["sq_sum"] / n) ** 0.5, "mase": mae / scale}
 
     def baselines():
-        history = windows(values, test_starts, H)
-        actual = windows(values, test_starts + H, F_)
+        history = windows(values, starts["test"], H)
+        actual = windows(values, starts["test"] + H, F_)
         out = {}
         for name, pred in (("naive", naive_forecast(history, F_)),
                            ("seasonal_naive", seasonal_naive_forecast(history, F_, season))):
@@ -165,17 +222,36 @@ def build_forecast(cfg: dict, device: torch.device) -> Job:
             out[f"{name}_mase"] = float(np.abs(err).mean() / scale)
         return out
 
-    return Job(model=model, train=TensorBatches(tensors(train_starts), cfg["batch_size"], cfg["seed"]),
-               test=tensors(test_starts), loss=loss, eval_sums=eval_sums, summary=summary, baselines=baselines,
-               info={"mean": mean, "std": std, "season": season, "series": forecast_series_name(cfg)})
+    return ForecastJob(model=model, train=TensorBatches(tensors("train"), cfg["batch_size"], cfg["seed"]),
+                       valid=tensors("valid"), test=tensors("test"), loss=loss, eval_sums=eval_sums, summary=summary,
+                       baselines=baselines, mean=mean, std=std, season=season, series=forecast_series_name(cfg))
+
+
+class Forecaster(Family):
+    """Forecasters: MASE beside the naive and seasonal-naive forecasts, and forecasts.png."""
+
+    what = "forecaster"
+    baseline_names = {"seasonal_naive_mase": ("seasonal naive", "MASE {:.3f}"),
+                      "naive_mase": ("naive", "MASE {:.3f}")}
+    report_figures = ("curves.png", "forecasts.png")
+
+    def headline(self, summary: dict) -> str:
+        f = summary["final"]
+        return f"MASE {f['mase']:.3f} (MAE {f['mae']:.2f})"
+
+    def explain(self, run: LoadedRun, log: Callable[[str], None], light: bool = False, source: str = "") -> dict:
+        explain.plot_forecasts(run.job, run.run_dir / "forecasts.png")
+        log(f"wrote {run.run_dir / 'forecasts.png'}")
+        return {"forecasts": "forecasts.png"}
 
 
 register(Task(
     name="weather-lstm",
     description="forecast the next 24 hours of temperature from the past week (pvlib's TMY3 hourly weather; "
-                "the last 20% of the year held out), against naive and seasonal-naive forecasts",
+                "the last 20% of the year held out for testing, the 10% before it for validation), against "
+                "naive and seasonal-naive forecasts",
     dataset="weather", model="LSTM forecaster (2 x 64), direct 24-step output", objective="mean squared error",
-    metric="mase", options=ForecastOptions, higher_is_better=False, build=build_forecast,
+    metric="mase", options=ForecastOptions, higher_is_better=False, build=build_forecast, family=Forecaster(),
     defaults={"epochs": 8.0, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4, "warmup_steps": 50,
               "grad_clip": 1.0, "eval_batch_size": 512, "log_every": 50},
 ))
@@ -238,10 +314,7 @@ def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classi
     from pillars.data import text
     from pillars.data.tokenizers import PAD, UNK, WordTokenizer
     train_texts, train_y = text.movie_reviews("train")
-    test_texts, test_y = text.movie_reviews("test")
     tok = WordTokenizer.train("\n".join(train_texts), cfg["vocab_size"], specials=(PAD, UNK))
-    train_x, train_len = padded(tok, train_texts, cfg["max_words"])
-    test_x, test_len = padded(tok, test_texts, cfg["max_words"])
     model = make_model(cfg, len(tok))
 
     def loss(model, batch):
@@ -252,6 +325,8 @@ def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classi
         x, lengths, y = batch
         return metrics.classification_sums(model(x, lengths), y)
 
+    test_texts, test_y = text.movie_reviews("test")
+
     def baselines():
         majority = int(np.bincount(train_y).argmax())
         return {"tfidf_logreg_accuracy": float(np.mean(tfidf_logistic_regression(train_texts, train_y, test_texts)
@@ -259,13 +334,32 @@ def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classi
                 "vader_accuracy": float(np.mean(vader_predictions(test_texts, majority) == test_y)),
                 "majority_accuracy": float(np.mean(test_y == majority))}
 
-    def on_device(*ts):
-        return tuple(t.to(device) for t in ts)
+    def on_device(texts: list[str], labels: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return tuple(t.to(device) for t in (*padded(tok, texts, cfg["max_words"]), torch.from_numpy(labels)))
 
-    train = on_device(train_x, train_len, torch.from_numpy(train_y))
-    return Job(model=model, train=TensorBatches(train, cfg["batch_size"], cfg["seed"]),
-               test=on_device(test_x, test_len, torch.from_numpy(test_y)), loss=loss, eval_sums=eval_sums,
-               summary=metrics.classification_summary, tokenizer=tok, baselines=baselines)
+    # the dataset's own fixed 80/10/10 split, stratified by the sign of the score
+    return Job(model=model, train=TensorBatches(on_device(train_texts, train_y), cfg["batch_size"], cfg["seed"]),
+               valid=on_device(*text.movie_reviews("valid")), test=on_device(test_texts, test_y), loss=loss,
+               eval_sums=eval_sums, summary=metrics.classification_summary, tokenizer=tok, baselines=baselines)
+
+
+class SentimentClassifier(Family):
+    """Sentiment classifiers: accuracy beside TF-IDF + logistic regression, VADER and the majority class."""
+
+    what = "sentiment classifier"
+    baseline_names = {"tfidf_logreg_accuracy": ("TF-IDF + logistic regression", "{:.2%}"),
+                      "vader_accuracy": ("VADER", "{:.2%}"),
+                      "majority_accuracy": ("majority class", "{:.2%}")}
+    chance_keys = frozenset({"majority_accuracy"})
+
+    def headline(self, summary: dict) -> str:
+        return f"{100 * summary['final']['accuracy']:.2f}% accuracy"
+
+    def tour(self, run: LoadedRun, log: Callable[[str], None], light: bool = False) -> dict:
+        return {}   # no explain experiments: the report shows the curves and figures
+
+
+SENTIMENT = SentimentClassifier()
 
 
 register(Task(
@@ -273,7 +367,7 @@ register(Task(
     description="positive or negative? An LSTM reads movie-review snippets (VADER's ground truth, neutral "
                 "dropped), against TF-IDF + logistic regression and VADER's own lexicon and rules",
     dataset="movie-reviews", model="LSTM classifier (1 x 128)", objective="cross-entropy", metric="accuracy",
-    options=SentimentOptions, build=sentiment_build(recurrent_classifier),
+    options=SentimentOptions, build=sentiment_build(recurrent_classifier), family=SENTIMENT,
     defaults={"epochs": 6.0, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-2, "warmup_steps": 50,
               "grad_clip": 1.0, "eval_batch_size": 512, "log_every": 50},
 ))
@@ -284,7 +378,7 @@ register(Task(
                 "[CLS] token, on the same split, against the same baselines",
     dataset="movie-reviews", model="Transformer encoder (2 layers, 128 wide), [CLS] pooled",
     objective="cross-entropy", metric="accuracy", options=SentimentTransformerOptions,
-    build=sentiment_build(encoder_classifier),
+    build=sentiment_build(encoder_classifier), family=SENTIMENT,
     defaults={"epochs": 6.0, "batch_size": 64, "lr": 1e-3, "weight_decay": 5e-2, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_batch_size": 512, "log_every": 50},
 ))

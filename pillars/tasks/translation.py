@@ -1,27 +1,38 @@
 """Translation: an encoder-decoder Transformer from Spanish to English, scored with sacreBLEU and chrF."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pillars import metrics
+from pillars import explain, metrics
+from pillars.config import ConfigError
+from pillars.data import text
 from pillars.data.batches import TensorBatches
 from pillars.data.tokenizers import PAD, BPETokenizer
 from pillars.models import transformer
-from pillars.tasks import Job, Task, register
+from pillars.tasks import Family, Job, LoadedRun, Task, register
 
 BOS, EOS = "<bos>", "<eos>"   # ids 1 and 2, after <pad> = 0
+SPLIT_SEED = 0   # a user's TSV is split by this seed, not the run's: every run of a file shares one split
+
+
+@dataclass
+class TranslationJob(Job):
+    example_source: str = ""     # a held-out source sentence whose cross-attention `explain` plots
+    samples: list[tuple[str, str]] = field(default_factory=list)   # held-out pairs the tour translates
 
 
 @dataclass
 class TranslationOptions:
     data: str = ""               # a TSV of your own sentence pairs (source TAB target) instead of the Bibles
-    valid_fraction: float = 0.05  # with data=FILE: pairs held out at random (seeded) for evaluation
+    valid_fraction: float = 0.05  # with data=FILE: the pairs held out at random (fixed seed) for the test set,
+    #                               and as many again for validation
     vocab_size: int = 8000       # one byte-level BPE vocabulary for both languages, shared embeddings
-    max_tokens: int = 96         # training pairs with a longer side are left out; test sources are cut
+    max_tokens: int = 96         # training pairs with a longer side are left out; held-out sources are cut
     width: int = 256
     heads: int = 4
     encoder_layers: int = 3
@@ -32,16 +43,18 @@ class TranslationOptions:
     length_penalty: float = 0.6  # GNMT's alpha for beam search
 
 
-def sentence_pairs(cfg: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(training pairs, test pairs): the Bibles' split by whole books, or the user's TSV split at random."""
-    from pillars.config import ConfigError
-    from pillars.data import text
+def sentence_pairs(cfg: dict) -> tuple[text.Pairs, text.Pairs, text.Pairs]:
+    """(training, validation, test pairs): the Bibles' split by whole books, or the user's TSV split at random
+    with a fixed seed (the same for every run)."""
     if cfg["data"]:
+        if not 0 < cfg["valid_fraction"] < 0.5:
+            raise ConfigError(f"valid_fraction must be between 0 and 0.5 (it is held out twice: for the test set "
+                              f"and for validation), not {cfg['valid_fraction']}")
         try:
-            return text.load_tsv_pairs(cfg["data"], cfg["valid_fraction"], cfg["seed"])
+            return text.load_tsv_pairs(cfg["data"], cfg["valid_fraction"], SPLIT_SEED)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    return text.bible_pairs("train"), text.bible_pairs("test")
+    return text.bible_pairs("train"), text.bible_pairs("valid"), text.bible_pairs("test")
 
 
 def padded(rows: list[np.ndarray], width: int) -> torch.Tensor:
@@ -69,8 +82,8 @@ def translate(model, tok, sentences: list[str], cfg: dict, beam: int) -> list[st
     return [tok.decode(ids) for ids in decode(model.eval(), src, beam, cfg["length_penalty"])]
 
 
-def build_translation(cfg: dict, device: torch.device) -> Job:
-    train_pairs, test_pairs = sentence_pairs(cfg)
+def build_translation(cfg: dict, device: torch.device) -> TranslationJob:
+    train_pairs, valid_pairs, test_pairs = sentence_pairs(cfg)
     tok = BPETokenizer.train([s for pair in train_pairs for s in pair], cfg["vocab_size"], specials=(PAD, BOS, EOS))
     bos, eos, L = 1, 2, cfg["max_tokens"]
 
@@ -78,11 +91,15 @@ def build_translation(cfg: dict, device: torch.device) -> Job:
         src = [tok.encode(s) for s, _ in pairs]
         tgt = [np.concatenate([[bos], tok.encode(t), [eos]]) for _, t in pairs]
         keep = [i for i in range(len(pairs)) if keep_long or (len(src[i]) <= L and len(tgt[i]) <= L + 2)]
-        return padded([src[i] for i in keep], L), padded([tgt[i] for i in keep], L + 2), keep
+        return padded([src[i] for i in keep], L), padded([tgt[i] for i in keep], L + 2)
 
-    train_src, train_tgt, _ = encode_pairs(train_pairs, keep_long=False)
-    test_src, test_tgt, _ = encode_pairs(test_pairs, keep_long=True)
-    references = [t for _, t in test_pairs]
+    # the held-out sets name each sentence by its index in `references`: validation first, then test
+    references = [t for _, t in valid_pairs + test_pairs]
+
+    def held_out(pairs, first: int) -> tuple[torch.Tensor, ...]:
+        src, tgt = encode_pairs(pairs, keep_long=True)
+        return src.to(device), tgt.to(device), torch.arange(first, first + len(pairs), device=device)
+
     model = transformer.Seq2SeqTransformer(transformer.Seq2SeqConfig(
         src_vocab=len(tok), tgt_vocab=len(tok), width=cfg["width"], heads=cfg["heads"],
         encoder_layers=cfg["encoder_layers"], decoder_layers=cfg["decoder_layers"], dropout=cfg["dropout"],
@@ -100,21 +117,55 @@ def build_translation(cfg: dict, device: torch.device) -> Job:
     def eval_sums(model, batch):
         src, tgt, index = batch
         logits, target = teacher_forced(model, src, tgt)
-        sums = metrics.token_sums(logits, target, pad=0)
-        hypotheses = [tok.decode(i) for i in decode(model, trimmed(src), cfg["beam"], cfg["length_penalty"])]
-        return {**sums, **metrics.translation_sums(hypotheses, [references[i] for i in index.tolist()],
-                                                   device=src.device)}
+        hypotheses = decode(model, trimmed(src), cfg["beam"], cfg["length_penalty"])   # at most L + 2 tokens
+        return {**metrics.token_sums(logits, target, pad=0),
+                **metrics.translation_sums(hypotheses, index, len(references), L + 2)}
 
-    def summary(sums):
-        return {**metrics.token_summary(sums), **metrics.translation_summary(sums)}
+    def summary(sums):   # the beam is part of the figures: BLEU and chrF depend on it
+        return {**metrics.token_summary(sums), **metrics.translation_summary(sums, references, tok.decode),
+                "beam": cfg["beam"]}
 
-    index = torch.arange(len(test_pairs))
+    train_src, train_tgt = encode_pairs(train_pairs, keep_long=False)
     example = next((s for s, _ in test_pairs if 12 <= len(s.split()) <= 24), test_pairs[0][0])
     samples = [p for p in test_pairs if 8 <= len(p[0].split()) <= 20][:5] or test_pairs[:5]   # for the tour's report
-    return Job(model=model, train=TensorBatches((train_src.to(device), train_tgt.to(device)), cfg["batch_size"],
-                                                cfg["seed"]),
-               test=(test_src.to(device), test_tgt.to(device), index.to(device)), loss=loss, eval_sums=eval_sums,
-               summary=summary, tokenizer=tok, info={"example_source": example, "samples": samples})
+    return TranslationJob(
+        model=model, train=TensorBatches((train_src.to(device), train_tgt.to(device)), cfg["batch_size"], cfg["seed"]),
+        valid=held_out(valid_pairs, 0), test=held_out(test_pairs, len(valid_pairs)), loss=loss,
+        eval_sums=eval_sums, summary=summary, tokenizer=tok, example_source=example, samples=samples)
+
+
+def translations(job: TranslationJob, cfg: dict, n: int = 5, beam: int = 4) -> list[dict]:
+    """The tour's table: `n` held-out pairs with the model's translation (beam search) beside the reference."""
+    pairs = job.samples[:n]
+    if not pairs:
+        return []
+    outputs = translate(job.model, job.tokenizer, [s for s, _ in pairs], cfg, beam)
+    return [{"source": s, "reference": r, "output": o} for (s, r), o in zip(pairs, outputs)]
+
+
+class TranslationFamily(Family):
+    """Sequence-to-sequence translation: BLEU and chrF, `pillars translate`, the decoder's cross-attention."""
+
+    what = "translation model"
+    report_figures = ("curves.png", "cross_attention.png")
+
+    def headline(self, summary: dict) -> str:
+        f = summary["final"]
+        beam = f.get("beam", summary.get("beam", 1))
+        return f"BLEU {f['bleu']:.1f}, chrF {f['chrf']:.1f} ({'beam' if beam > 1 else 'greedy'})"
+
+    def translate(self, run: LoadedRun, sentences: list[str], beam: int) -> list[str]:
+        if beam < 1:
+            raise ConfigError("--beam must be at least 1 (1: greedy)")
+        return translate(run.job.model, run.job.tokenizer, sentences, run.cfg, beam)
+
+    def explain(self, run: LoadedRun, log: Callable[[str], None], light: bool = False, source: str = "") -> dict:
+        result = explain.explain_translation(run.run_dir, run.job, source, log=log)
+        log(f"wrote {run.run_dir / result['cross_attention']}: which source tokens each output token read")
+        return result
+
+    def tour(self, run: LoadedRun, log: Callable[[str], None], light: bool = False) -> dict:
+        return {"explain": self.explain(run, log, light=light), "translations": translations(run.job, run.cfg)}
 
 
 register(Task(
@@ -123,8 +174,8 @@ register(Task(
                 "English Bible, whole books held out (or --set data=pairs.tsv)",
     dataset="bible-es-en", model="Transformer (3 + 3 layers, 256 wide, shared BPE embeddings)",
     objective="cross-entropy, label smoothing 0.1", metric="bleu", options=TranslationOptions,
-    build=build_translation,
+    build=build_translation, family=TranslationFamily(),
     defaults={"max_steps": 1500, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 200,
               "grad_clip": 1.0, "eval_every": 500, "eval_batches": 4, "eval_batch_size": 128,
-              "precision": "bf16", "betas": "0.9,0.98"},
+              "precision": "auto", "betas": "0.9,0.98"},
 ))
