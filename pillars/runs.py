@@ -38,12 +38,16 @@ def saved_config(run_dir: Path) -> tuple[str, dict]:
 
 
 def settings_changed(run_dir: Path, task_name: str, cfg: dict) -> str:
-    """"" when `run_dir` was trained as `task_name` with `cfg` (the device aside), else what differs."""
+    """"" when `run_dir` was trained as `task_name` with `cfg` (the device aside), else what differs. A key
+    its config.toml lacks was added to pillars after the run was trained (such as valid_fraction): the run
+    was not trained with it, so it differs too."""
     saved_task, saved = saved_config(run_dir)
     if saved_task != task_name:
         return f"task {saved_task} -> {task_name}"
-    return ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in sorted(cfg.items())
-                     if k not in _WHERE and saved.get(k) != v)
+    written = read_toml(Path(run_dir) / "config.toml")
+    was = {k: repr(saved.get(k)) if k in written else "(absent)" for k in cfg}
+    return ", ".join(f"{k} {was[k]} -> {v!r}" for k, v in sorted(cfg.items())
+                     if k not in _WHERE and (k not in written or saved.get(k) != v))
 
 
 def summary_of(run_dir: Path) -> dict | None:

@@ -297,3 +297,16 @@ def test_precision_auto_is_bf16_only_where_the_device_computes_it_natively(monke
     assert train.resolve_config("fashion-resnet")["precision"] == "auto"
     with pytest.raises(ConfigError, match="precision must be one of 32, bf16, 16, auto"):
         train.resolve_config("fashion-cnn", overrides={"precision": "fp8"})
+
+
+def test_a_run_made_before_a_key_existed_is_not_reused_as_if_trained_with_it(tmp_path, fashion):
+    """A run folder whose config.toml lacks a key (written by an older pillars, before valid_fraction) was
+    not trained with that key's behaviour: reusing it is refused, naming the key."""
+    cfg = train.resolve_config("fashion-cnn", overrides=dict(s.split("=") for s in TINY) | {"max_steps": 2})
+    run = tmp_path / "old"
+    runs.train_or_reuse("fashion-cnn", cfg, run, log=lambda s: None, progress=False)
+    text = (run / "config.toml").read_text()
+    (run / "config.toml").write_text("".join(ln + "\n" for ln in text.splitlines() if not ln.startswith("valid_fraction")))
+    assert runs.settings_changed(run, "fashion-cnn", cfg) == "valid_fraction (absent) -> 0.1"
+    with pytest.raises(ConfigError, match=r"valid_fraction \(absent\) -> 0.1"):
+        runs.train_or_reuse("fashion-cnn", cfg, run, log=lambda s: None, progress=False)
