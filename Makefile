@@ -40,8 +40,9 @@ browser:
 	  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }; \
 	else echo "note: the report test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; fi
 
+# two pytest workers of one thread each (never two 2-thread processes on 2 cores); a file's tests stay together
 test: data browser
-	$(VENV)/bin/python -m pytest -q --durations=10
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=10
 
 clean:
 	rm -rf $(VENV) *.egg-info
