@@ -13,11 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import torch
 import torch.distributed as dist
 
 from pillars import tasks, train
 from pillars.config import ConfigError, apply_overrides, read_toml
-from pillars.data.registry import DataError
 from pillars.devices import resolve_device
 from pillars.weights import checkpoints, load_weights, weights_path
 
@@ -165,9 +165,9 @@ def load(run_dir: Path, device_name: str = "auto", overrides: dict | None = None
             raise
         raise ConfigError(f"the weights of {run_dir} do not fit the model built with {overrides}: only keys "
                           "that act at evaluation (such as beam or tta_flip) can be changed") from None
-    saved = run_dir / "tokenizer.json"   # a vocabulary rebuilt from a training text that has changed since
-    if job.tokenizer is not None and saved.exists() \
-            and json.loads(saved.read_text(encoding="utf-8")) != json.loads(json.dumps(job.tokenizer.to_json())):
+    saved, rebuilt = run_dir / "tokenizer.json", task.family.files(job).get("tokenizer.json")
+    if rebuilt is not None and saved.exists() \
+            and json.loads(saved.read_text(encoding="utf-8")) != json.loads(rebuilt):   # the training text changed
         raise ConfigError(f"the training text of {run_dir} has changed since it was trained: its vocabulary "
                           f"differs from {saved}. Restore the text it was trained on, or train again")
     return tasks.LoadedRun(run_dir, task, cfg, job, device)
@@ -178,8 +178,7 @@ def evaluate(run_dir: Path, device_name: str = "auto", overrides: dict | None = 
     """A run's figures on its test set (or `split` "valid"), the whole set."""
     run = load(run_dir, device_name, overrides)
     cfg = {**run.cfg, "eval_batches": 0}
+    if run.job.conv and cfg["channels_last"]:   # as the loop evaluates it
+        run.job.model.to(memory_format=torch.channels_last)
     return train.evaluate_job(run.job, run.job.model, cfg, run.device, train.Proc(), split)
 
-
-__all__ = ["saved_config", "settings_changed", "summary_of", "is_finished", "ensure", "ensure_requirements",
-           "needs_of", "start", "train_or_reuse", "load", "evaluate", "DataError", "weights_path"]

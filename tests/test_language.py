@@ -217,3 +217,16 @@ def test_language_model_headline_and_baselines_as_text():
     assert LANGUAGE_MODEL.baselines_text(word) == "Kneser-Ney 3-gram perplexity 231.3; word frequencies alone " \
                                                   "perplexity 901.2"
     assert LANGUAGE_MODEL.chance({"final": {"perplexity": 1.0}}) == ""
+
+
+def test_a_run_whose_training_text_changed_is_refused_not_mis_decoded(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("abcabcabd " * 400)
+    run = tmp_path / "run"
+    pillars("train", "text-file", "--out", str(run), "--no-progress",
+            *sets(f"data={text}", "model=lstm", "embed=16", "hidden=16", "layers=1", "context=16", "batch_size=8",
+                  "max_steps=2", "ngram=false", "precision=32"))
+    assert pillars("sample", str(run), "--length", "5").returncode == 0
+    text.write_text("xyzxyzxyq " * 400)   # another alphabet: the rebuilt vocabulary differs from tokenizer.json
+    r = pillars("sample", str(run), "--length", "5", check=False)
+    assert r.returncode == 2 and "has changed since it was trained" in r.stderr
