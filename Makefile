@@ -42,7 +42,7 @@ browser:
 
 # two pytest workers of one thread each (never two 2-thread processes on 2 cores); a file's tests stay together
 test: data browser
-	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=10
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -264,10 +264,11 @@ def plot_grad_cam(images, cams, preds, labels, names: list[str], path: Path) -> 
 # ----------------------------------------------------------------------------- driver
 
 def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), mlp_epochs: int = 3,
-                             precision: str = "32") -> dict:
-    """Filters, feature maps (or a ViT's [CLS] attention), the confusion matrix, Grad-CAM and the
-    translation experiment. Predictions run under the run's own autocast `precision`, as its test
-    accuracy was measured."""
+                             precision: str = "32", shift_images: int = 2000, confusion_images: int = 0) -> dict:
+    """Filters, feature maps (or a ViT's [CLS] attention), the confusion matrix (of the whole test set, or
+    of its first `confusion_images`), Grad-CAM and the translation experiment (on the first `shift_images`
+    test images). Predictions run under the run's own autocast `precision`, as its test accuracy was
+    measured."""
     model = job.model.float().eval()
     if job.conv:
         model = model.to(memory_format=torch.channels_last)
@@ -291,10 +292,10 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
         plot_feature_maps(model, test_x[0], run_dir / "feature_maps.png")
         out["feature_maps"] = "feature_maps.png"
 
-    pred = predict(model, test_x)
-    cm = confusion_matrix(pred, test_y, len(names))
+    n = confusion_images or len(test_x)
+    cm = confusion_matrix(predict(model, test_x[:n]), test_y[:n], len(names))
     plot_confusion(cm, names, run_dir / "confusion.png")
-    out["accuracy"] = float(np.trace(cm) / cm.sum())
+    out["accuracy"], out["confusion_images"] = float(np.trace(cm) / cm.sum()), min(n, len(test_x))
 
     layer = last_feature_map(model, test_x[:1])
     pick = torch.cat([torch.nonzero(test_y == c).flatten()[:1] for c in range(min(len(names), 8))])
@@ -305,7 +306,7 @@ def explain_image_classifier(run_dir: Path, job, log=print, shifts=range(0, 9), 
     log(f"training an MLP with about as many parameters as the {kind} ({sum(p.numel() for p in model.parameters()):,}) "
         "for the translation experiment")
     mlp = train_mlp(train_x, train_y, len(names), sum(p.numel() for p in model.parameters()), mlp_epochs)
-    sub_x, sub_y = test_x[:2000], test_y[:2000]
+    sub_x, sub_y = test_x[:shift_images], test_y[:shift_images]
     curves = {kind: shift_accuracy(model, sub_x, sub_y, shifts, predict),
               "MLP": shift_accuracy(mlp, sub_x, sub_y, shifts, predict)}
     plot_translation(shifts, curves, run_dir / "translation.png")

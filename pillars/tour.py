@@ -44,6 +44,7 @@ class Stage:
     full_s: float = 0   # seconds of training with --full on the reference machine (for the ETA)
     full: dict = field(default_factory=dict)   # the task's changes for --full (the README's configuration)
     full_only: bool = False
+    short: dict = field(default_factory=dict)  # more changes for a short tour (`light`): a lighter validation
 
 
 STAGES = (
@@ -52,7 +53,7 @@ STAGES = (
           "wherever it sits, and stacks them so that later layers combine edges into parts and parts into "
           "objects (LeCun et al. 1998; He et al. 2016 for the residual connections).",
           quick={"epochs": 3.0}, scaled="epochs", train_s=190, explain_s=30, datasets=("fashion-mnist",),
-          full_s=1500),
+          full_s=1500, short={"eval_batches": 10}),   # 2,000 of the 6,000 held-out images
     Stage("lstm", "Recurrent networks (LSTM)", "sotu-char-lstm",
           "A recurrent network reads a sequence one token at a time and carries a state from step to step; "
           "the LSTM's gated cell (Hochreiter & Schmidhuber 1997) lets that state keep context for long "
@@ -60,13 +61,14 @@ STAGES = (
           "the next one.",
           # ngram_order 9: the order the validation search picks on this split, fixed to save its minute
           quick={"max_steps": 900, "eval_batches": 16, "ngram_order": 9}, scaled="max_steps",
-          train_s=170, explain_s=30, datasets=("sotu",), full_s=560),
+          train_s=170, explain_s=30, datasets=("sotu",), full_s=560, short={"eval_batches": 4}),
     Stage("gpt", "Transformers", "sotu-char-gpt",
           "A Transformer (Vaswani et al. 2017) lets every position read every earlier position directly "
           "through attention, instead of through a chain of states. This small GPT reads the same "
           "characters as the LSTM, so the two compare in bits per character.",
           quick={"max_steps": 700, "width": 128, "context": 128, "warmup_steps": 50, "dropout": 0.0,
-                 "eval_batches": 16, "ngram_order": 9}, scaled="max_steps", train_s=170, explain_s=20, datasets=("sotu",), full_s=600),
+                 "eval_batches": 16, "ngram_order": 9}, scaled="max_steps", train_s=170, explain_s=20, datasets=("sotu",),
+          full_s=600, short={"eval_batches": 4}),
     Stage("translate", "Transformers: translation", "bible-translate",
           "An encoder-decoder Transformer translates Spanish verses into English; the decoder's "
           "cross-attention reads the Spanish words each English word comes from.",
@@ -77,7 +79,7 @@ STAGES = (
           "a detective, the discriminator, until the forgeries are hard to tell from real images. This "
           "DCGAN (Radford et al. 2015) draws Fashion-MNIST articles from random noise.",
           quick={"epochs": 3.0}, scaled="epochs", train_s=110, explain_s=15, datasets=("fashion-mnist",),
-          full_s=430),
+          full_s=430, short={"eval_batches": 2}),
 )
 
 CLASSIFIER_S = 80   # the GAN metric's classifier, trained once and cached
@@ -86,7 +88,8 @@ TRANSFER_S = 800    # --full: the transfer curve (18 short fine-tuning runs)
 
 def plan(budget: float = DEFAULT_BUDGET, full: bool = False) -> list[tuple[Stage, dict]]:
     """The stages of a tour with their overrides: at `budget` minutes the scaled key is the quick value
-    times budget / 15 (at least a few steps); --full takes each task's own defaults."""
+    times budget / 15 (at least a few steps), and the warmup with it; --full takes each task's own defaults. A short tour (`light`)
+    validates on part of each held-out set (the test set is still read whole, once, at the end)."""
     if not full and not budget > 0:
         raise ConfigError(f"--budget must be a positive number of minutes, not {budget}")
     out = []
@@ -96,13 +99,19 @@ def plan(budget: float = DEFAULT_BUDGET, full: bool = False) -> list[tuple[Stage
         if full:
             out.append((stage, dict(stage.full)))
             continue
-        overrides = dict(stage.quick)
+        overrides = {**stage.quick, **(stage.short if light(budget, full) else {})}
         value = stage.quick[stage.scaled] * budget / DEFAULT_BUDGET
         if stage.scaled == "max_steps":
             overrides["max_steps"] = max(20, int(round(value)))
             overrides["eval_every"] = -(-overrides["max_steps"] // 3)   # three evaluations, the last at the end
         else:
             overrides[stage.scaled] = round(max(0.02, value), 3)
+        # the learning-rate warmup is a share of the training, so it scales with it: a short tour that kept
+        # the default tour's 200 warmup steps would end its 26 steps at a tenth of the learning rate
+        warmup = train.resolve_config(stage.task, overrides={k: str(v) for k, v in stage.quick.items()})["warmup_steps"]
+        scaled = int(round(warmup * overrides[stage.scaled] / stage.quick[stage.scaled]))
+        if scaled != warmup:
+            overrides["warmup_steps"] = scaled
         out.append((stage, overrides))
     return out
 
@@ -362,7 +371,8 @@ FIGURES = {   # file in the run folder -> caption
                        "CNN and for an MLP with about as many parameters trained on the same images. The "
                        "convolution's shared filters recognise a pattern wherever it sits; the MLP learned "
                        "positions.",
-    "confusion.png": "Confusion matrix on the test set: which articles are mistaken for which.",
+    "confusion.png": "Confusion matrix on the test images (in a short tour, the first 2,000): which articles are "
+                     "mistaken for which.",
     "gradcam.png": "Grad-CAM: the regions of each image that drove the predicted class.",
     "memory_span.png": "Memory span: the test loss when the model may read only the last k characters. The loss "
                        "keeps falling while the history is still useful: that is how far back the memory carries "

@@ -4,17 +4,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import safetensors
 import safetensors.torch
+import torch
 import torch.nn as nn
 
 from pillars.config import ConfigError
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    safetensors.torch.save_file(_dedupe_shared(state), str(tmp), metadata=metadata)
+    save_tensors(_dedupe_shared(state), path, metadata)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    """Named tensors to a safetensors file, written atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The named tensors of a safetensors file on the CPU, and its metadata."""
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
 
 
 def _dedupe_shared(state: dict) -> dict:

@@ -291,7 +291,7 @@ def test_the_image_family_explains_predicts_and_states_its_figures(tmp_path):
     assert family.chance(summary) == "10% (10 classes)" and family.baselines_text(summary) == ""
     assert tasks.get("image-folder").family.chance(summary) == ""          # its classes depend on the folder
     out = pillars("explain", str(run)).stdout
-    assert f"confusion.png (test accuracy {summary['final']['accuracy']:.2%})" in out
+    assert f"confusion.png (accuracy {summary['final']['accuracy']:.2%} on the test set)" in out   # the whole set
     assert "accuracy at shifts [0, 1, 2, 3, 4, 5, 6, 7, 8] px" in out and "\n  CNN  " in out
     digits = data.load("digits")
     photo = tmp_path / "digit.png"

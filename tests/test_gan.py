@@ -73,7 +73,7 @@ def test_parzen_window_is_a_gaussian_mixture_density():
 def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
     run = tmp_path / "gan"
     pillars("train", "fashion-dcgan", "--max-steps", "120", "--out", str(run), "--no-progress",
-            *sets("eval_every=60", "eval_batches=2", "log_every=5"))
+            *sets("eval_every=60", "eval_batches=2", "log_every=5", "width=32"))
     lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     train = [ln for ln in lines if ln["split"] == "train"]
     d, g = np.array([ln["d_loss"] for ln in train]), np.array([ln["g_loss"] for ln in train])
@@ -107,25 +107,15 @@ def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
     assert family.baselines_text(summary, "baselines").startswith("real train vs real test ")
 
 
-def test_a_conditional_run_answers_for_a_class(tmp_path):
-    run = tmp_path / "cgan"
-    pillars("train", "fashion-cdcgan", "--max-steps", "40", "--out", str(run), "--no-progress",
-            *sets("eval_batches=1", "width=16"))
-    assert "class_accuracy" in json.loads((run / "summary.json").read_text())["final"]
-    out = pillars("sample", str(run), "--class", "Sneaker", "--n", "8", "--out", str(tmp_path / "s.png")).stdout
-    assert "of class sneaker" in out
-    r = pillars("sample", str(run), "--class", "hat", check=False)
-    assert r.returncode == 2 and "ankle boot" in r.stderr
-
-
 def torchrun(*args, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                            *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def test_torchrun_trains_both_networks_in_two_processes(tmp_path):
+def test_torchrun_trains_both_networks_in_two_processes_and_the_conditional_gan_answers_for_a_class(tmp_path):
     """Under torchrun the GAN's two losses go through DistributedDataParallel's forward, so both networks'
-    gradients are averaged; the loop checks at every checkpoint that the processes hold the same weights."""
+    gradients are averaged; the loop checks at every checkpoint that the processes hold the same weights.
+    The run is of the conditional GAN, which then draws the class it is asked for."""
     run = tmp_path / "ddp"
     r = torchrun("-m", "pillars", "train", "fashion-cdcgan", "--max-steps", "12", "--out", str(run), "--no-progress",
                  *sets("width=8", "batch_size=32", "eval_every=6", "eval_batches=1", "log_every=3"))
@@ -133,6 +123,10 @@ def test_torchrun_trains_both_networks_in_two_processes(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["status"] == "finished"
     assert "class_accuracy" in summary["final"] and (run / "samples" / "step-000012.png").exists()
+    out = pillars("sample", str(run), "--class", "Sneaker", "--n", "8", "--out", str(tmp_path / "s.png")).stdout
+    assert "of class sneaker" in out
+    r = pillars("sample", str(run), "--class", "hat", check=False)
+    assert r.returncode == 2 and "ankle boot" in r.stderr
 
 
 def test_the_check_in_step_catches_processes_that_drift_apart(tmp_path):
@@ -214,6 +208,19 @@ def test_the_metrics_classifier_is_a_required_run_cached_and_retrained_when_its_
     assert len(loads) == 1
     total = {k: sum(s[k] for s in sums) for k in sums[0]}
     fid = job.summary({k: v.item() if v.dim() == 0 else v.numpy() for k, v in total.items()})["fid_fashion"]
-    real, fake = (metrics.feature_gaussian(generative.measure_images(loaded.job.model, loaded.job.inputs, x)[0])
+    real, fake = (metrics.feature_gaussian(generative.classifier_features(loaded.job.model, loaded.job.inputs, x)[0])
                   for x in (job.test[0][:n], fake))                 # the test images' own features, as before
     assert abs(fid - metrics.frechet_distance(*fake, *real)) < 1e-6 * fid
+
+    # the real images' features were measured once and kept beside the classifier, keyed by its weights and
+    # the images: the same request reads them back, other images (or another classifier) measure again
+    measured, original = [], generative.classifier_features
+    monkeypatch.setattr(generative, "classifier_features", lambda *a: measured.append(1) or original(*a))
+    assert (req.folder / "real-features.safetensors").exists()
+    sets = {"test": job.test[0], "valid": job.valid[0], "train": job.train.tensors[0][:10000]}
+    again = generative.real_features(loaded, sets)
+    assert not measured
+    assert torch.allclose(again["test_features"][:n], original(loaded.job.model, loaded.job.inputs, job.test[0][:n])[0],
+                          atol=1e-5)
+    generative.real_features(loaded, {**sets, "test": job.test[0][:500]})
+    assert len(measured) == 3   # a set changed: the three are measured again, and the file rewritten

@@ -82,9 +82,9 @@ def test_sentiment_lstm_trains_and_reports_both_baselines(tmp_path):
 
 def test_sentiment_transformer_learns_on_the_same_split(tmp_path):
     run = tmp_path / "sentiment"
-    pillars("train", "movie-sentiment-transformer", "--epochs", "2", "--out", str(run), "--no-progress")
+    pillars("train", "movie-sentiment-transformer", "--epochs", "1", "--out", str(run), "--no-progress")
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["final"]["accuracy"] > 0.68, summary["final"]     # 75.5% after 2 epochs when measured
+    assert summary["final"]["accuracy"] > 0.68, summary["final"]     # 74.3% after 1 epoch when measured
     assert "tfidf_logreg_accuracy" in summary["baselines"]
 
 

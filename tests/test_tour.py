@@ -19,6 +19,10 @@ def test_budget_scales_training_and_keeps_a_floor():
     assert half["lstm"]["eval_every"] == 150 and {s.key: o for s, o in tour.plan(7)}["lstm"]["eval_every"] == 140
     tiny = {s.key: o for s, o in tour.plan(0.01)}
     assert tiny["lstm"]["max_steps"] == 20 and tiny["cnn"]["epochs"] == 0.02
+    assert "warmup_steps" not in quick["cnn"] and half["cnn"]["warmup_steps"] == 100   # fashion-resnet's 200, halved
+    assert half["gpt"]["warmup_steps"] == 25 and "warmup_steps" not in half["gan"]       # the GAN has none
+    # a short tour validates on part of each held-out set; the default one on the stages' own share
+    assert tiny["lstm"]["eval_batches"] == 4 and quick["lstm"]["eval_batches"] == 16 and "eval_batches" not in quick["cnn"]
     full = {s.key: o for s, o in tour.plan(full=True)}
     assert "translate" in full and full["cnn"] == {}   # the tasks' own (README) configurations
     with pytest.raises(ConfigError, match="--budget"):
@@ -53,9 +57,9 @@ def test_report_shows_what_the_family_lists_with_test_and_validation_figures(tmp
 
 @pytest.fixture(scope="module")
 def short_tour(tmp_path_factory):
-    """A whole tour at a 0.6-minute budget: every stage trains briefly, every experiment runs (lighter)."""
+    """A whole tour at a 0.3-minute budget: every stage trains briefly, every experiment runs (lighter)."""
     out = tmp_path_factory.mktemp("tour")
-    result = pillars("tour", "--budget", "0.6", "--out", str(out), "--no-progress", timeout=900)
+    result = pillars("tour", "--budget", "0.3", "--out", str(out), "--no-progress", timeout=900)
     return out, result
 
 
@@ -83,7 +87,7 @@ def test_short_tour_trains_all_four_pillars_above_chance(short_tour):
 
 def test_tour_resumes_and_refuses_other_flags(short_tour):
     out, _ = short_tour
-    again = pillars("tour", "--budget", "0.6", "--out", str(out), "--no-progress")   # every stage is reused
+    again = pillars("tour", "--budget", "0.3", "--out", str(out), "--no-progress")   # every stage is reused
     assert "training examples" not in again.stderr and "tour done" in again.stderr
     other = pillars("tour", "--budget", "3", "--out", str(out), "--no-progress", check=False)
     assert other.returncode == 2 and "--budget" in other.stderr and "another --out" in other.stderr

@@ -74,9 +74,9 @@ def test_translation_learns_a_small_tsv_and_translates(tmp_path):
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    pillars("train", "bible-translate", "--max-steps", "800", "--out", str(run), "--no-progress",
+    pillars("train", "bible-translate", "--max-steps", "600", "--out", str(run), "--no-progress",
             *sets(f"data={tsv}", "width=64", "encoder_layers=2", "decoder_layers=2", "vocab_size=300",
-                  "max_tokens=24", "eval_every=800", "precision=32", "lr=3e-3", "warmup_steps=30", "dropout=0"))
+                  "max_tokens=24", "eval_every=600", "precision=32", "lr=3e-3", "warmup_steps=30", "dropout=0"))
     final = json.loads((run / "summary.json").read_text())["final"]
     assert final["bleu"] > 90 and final["chrf"] > 90, final
     out = pillars("translate", str(run), "tres uno cuatro", "nueve nueve", "--beam", "3").stdout.splitlines()

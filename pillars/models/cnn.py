@@ -54,11 +54,15 @@ class ConvNet(nn.Module):
         self.head = nn.Linear(cfg.hidden, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embedding(x)))
+        return self.classify(self.embedding(x))
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """The hidden layer's activations (B, hidden): the features the classifier reads."""
         return F.relu(self.fc(self.dropout(self.features(x).flatten(1))))
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """The logits from the hidden layer's activations (`embedding`)."""
+        return self.head(self.dropout(h))
 
 
 # ----------------------------------------------------------------------------- LeNet-5 (LeCun et al. 1998)

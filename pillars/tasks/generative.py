@@ -16,6 +16,7 @@ Quality is measured, not eyeballed:
                 FID of other papers and does not compare with their numbers; the distance between 10,000
                 real training and the 10,000 real test images is reported beside it as the floor of the
                 scale.
+                The real images' features are measured once per classifier (`real_features`).
   class shares  the classifier's classes of the generated images: the smallest share is a mode-collapse
                 detector (1/10 each when every class is drawn equally often);
   class_accuracy  (conditional) how often the classifier sees the class that was asked for;
@@ -25,6 +26,7 @@ Quality is measured, not eyeballed:
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,12 +38,15 @@ import torch.nn.functional as F
 from pillars import data, explain, metrics
 from pillars.config import ConfigError
 from pillars.data.batches import TensorBatches
+from pillars.data.registry import sha256_of
 from pillars.models import gan
 from pillars.plots import image_grid, save_image_grid
 from pillars.tasks import Family, Job, LoadedRun, Requirement, SampleRequest, Task, check_choice, register
 from pillars.tasks.images import VALID_SEED, held_out, normalised, scaled_pixels
+from pillars.weights import load_tensors, save_tensors
 
 CLASSIFIER_RECIPE = {"epochs": 2.0, "precision": "32", "seed": 0}   # of fashion-cnn, for the metrics
+MEASURE_BATCH = 128    # images per pass of the classifier
 VALID_FRACTION = 0.1   # of the training images held out for validation (as the image classifiers' default)
 
 
@@ -88,12 +93,19 @@ def classifier_requirement() -> Requirement:
     return Requirement("fashion-cnn", CLASSIFIER_RECIPE, classifier_dir())
 
 
+@torch.no_grad()
 def classifier_features(classifier, inputs, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden features, logits) of images x in [-1, 1], prepared as the classifier's training images;
-    always in fp32, so that generated and real images are measured alike."""
+    always in fp32, so that generated and real images are measured alike. In batches of 128 and channels
+    last: on a CPU that is three to five times faster than one batch of 1,000 (cache-sized activations)."""
+    feats, logits = [], []
     with torch.autocast(x.device.type, enabled=False):
-        z = normalised(to_unit(x), inputs.mean, inputs.std)
-        return classifier.embedding(z), classifier(z)
+        for xb in x.split(MEASURE_BATCH):
+            z = normalised(to_unit(xb), inputs.mean, inputs.std).contiguous(memory_format=torch.channels_last)
+            h = classifier.embedding(z)
+            feats.append(h)
+            logits.append(classifier.classify(h))
+    return torch.cat(feats), torch.cat(logits)
 
 
 def gan_loss(cfg: dict):
@@ -127,13 +139,6 @@ def sample_grid(cfg: dict, classes: int):
     return images
 
 
-@torch.no_grad()
-def measure_images(classifier, inputs, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, logits) of a whole set of images in [-1, 1], in batches of 1000."""
-    feats, logits = zip(*(classifier_features(classifier, inputs, xb) for xb in images.split(1000)))
-    return torch.cat(feats), torch.cat(logits)
-
-
 def fashion_splits(device: torch.device) -> tuple[tuple, tuple, tuple]:
     """(x, y) of the training part, the validation part (the stratified 10% of the training images that
     the image classifiers hold out too) and the test set, as GAN images in [-1, 1] on `device`."""
@@ -145,29 +150,56 @@ def fashion_splits(device: torch.device) -> tuple[tuple, tuple, tuple]:
     return tuple((a.to(device), b.to(device)) for a, b in ((x[tr], y[tr]), (x[va], y[va]), test))
 
 
+def real_features(classifier_run: LoadedRun, sets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The classifier's features and logits of every real image of `sets` ({name: images in [-1, 1]}), as
+    `{name}_features` and `{name}_logits`. They are computed once per classifier and set of images, and kept
+    beside the classifier's weights (real-features.safetensors), as FID tools keep the reference statistics
+    (pytorch-fid's --save-stats): every GAN run measured with this classifier reuses them. The file names the
+    sha256 of the weights and of each set; another classifier or other images compute them again."""
+    key = {"classifier": sha256_of(classifier_run.run_dir / "model.safetensors"),
+           **{name: hashlib.sha256(x.cpu().numpy().tobytes()).hexdigest() for name, x in sets.items()}}
+    path = classifier_run.run_dir / "real-features.safetensors"
+    if path.exists():
+        tensors, metadata = load_tensors(path)
+        if metadata == key:
+            return tensors
+    model, inputs = classifier_run.job.model, classifier_run.job.inputs
+    out = {}
+    for name, x in sets.items():
+        out[f"{name}_features"], out[f"{name}_logits"] = (t.cpu().contiguous() for t in classifier_features(model, inputs, x))
+    save_tensors(out, path, key)
+    return out
+
+
 def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
     classes = data.get("fashion-mnist").meta["classes"]
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = fashion_splits(device)
     model = make_gan(cfg, 1, 28, len(classes))
-    # the same noise for image i of a split at every evaluation, whatever the evaluation batches
-    noise = torch.randn(max(len(valid_x), len(test_x)), cfg["latent"],
+    # one row per real image measured, the test images first, then the validation images: `index` in a batch
+    # picks an image's noise (the same at every evaluation, whatever the batches) and its real features
+    n_test = len(test_x)
+    noise = torch.randn(n_test + len(valid_x), cfg["latent"],
                         generator=torch.Generator().manual_seed(cfg["seed"])).to(device)
-    loaded: list = []
+    loaded: dict = {}
 
     def classifier() -> tuple:
-        """The metrics' classifier and its inputs, loaded on first use (`pillars sample` needs neither)."""
+        """The metrics' classifier and its inputs, loaded on first use (`pillars sample` needs neither),
+        with the features of the real images (`real_features`)."""
         if not loaded:
             run = needs["classifier"]()
-            loaded.extend([run.job.model.to(device).eval(), run.job.inputs])
-        return tuple(loaded)
+            run.job.model.to(device, memory_format=torch.channels_last).eval()
+            reals = real_features(run, {"test": test_x, "valid": valid_x, "train": train_x[:10000]})
+            loaded.update(model=run.job.model, inputs=run.job.inputs, reals=reals,
+                          table=torch.cat([reals["test_features"], reals["valid_features"]]).to(device))
+        return loaded["model"], loaded["inputs"]
 
     def eval_sums(model, batch):
         """Features of the generated images and of the real ones of the split (held-out training images
         while training, test images at the end): the Frechet distance is between the two."""
-        x, y, index = batch
+        _, y, index = batch   # the real images of the batch: their features, measured once, are at `index`
         fake = model.generator(noise[index], y if cfg["conditional"] else None)
         feats, logits = classifier_features(*classifier(), fake)
-        real, _ = classifier_features(*classifier(), x)
+        real = loaded["table"][index]
         pred = logits.argmax(-1)
         sums = {**metrics.feature_sums(feats), **{f"real_{k}": v for k, v in metrics.feature_sums(real).items()},
                 "class_counts": F.one_hot(pred, len(classes)).sum(0).double()}
@@ -186,23 +218,24 @@ def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
         return out
 
     def baselines():
-        real, logits = measure_images(*classifier(), test_x)
-        real = metrics.feature_gaussian(real)
+        classifier()
+        reals = loaded["reals"]
+        real = metrics.feature_gaussian(reals["test_features"])
         with torch.random.fork_rng(devices=[]):   # the other end of the scale: the generator before training
             torch.manual_seed(cfg["seed"])
             fresh = make_gan(cfg, 1, 28, len(classes)).to(device).eval()
         with torch.no_grad():
             fake = torch.cat([fresh.generator(z, y if cfg["conditional"] else None)
-                              for z, y in zip(noise[:len(test_x)].split(1000), test_y.split(1000))])
+                              for z, y in zip(noise[:n_test].split(1000), test_y.split(1000))])
         return {"fid_fashion_real_train_vs_test": metrics.frechet_distance(
-                    *metrics.feature_gaussian(measure_images(*classifier(), train_x[:10000])[0]), *real),
+                    *metrics.feature_gaussian(reals["train_features"]), *real),
                 "fid_fashion_untrained_generator": metrics.frechet_distance(
-                    *metrics.feature_gaussian(measure_images(*classifier(), fake)[0]), *real),
-                "classifier_test_accuracy": float((logits.argmax(-1) == test_y).float().mean())}
+                    *metrics.feature_gaussian(classifier_features(*classifier(), fake)[0]), *real),
+                "classifier_test_accuracy": float((reals["test_logits"].argmax(-1) == test_y.cpu()).float().mean())}
 
     return GANJob(model=model, train=TensorBatches((train_x, train_y), cfg["batch_size"], cfg["seed"]),
-                  valid=(valid_x, valid_y, torch.arange(len(valid_x), device=device)),
-                  test=(test_x, test_y, torch.arange(len(test_x), device=device)), loss=gan_loss(cfg),
+                  valid=(valid_x, valid_y, n_test + torch.arange(len(valid_x), device=device)),
+                  test=(test_x, test_y, torch.arange(n_test, device=device)), loss=gan_loss(cfg),
                   eval_sums=eval_sums, summary=summary, baselines=baselines, images=sample_grid(cfg, len(classes)),
                   conv=True, classes=classes, conditional=cfg["conditional"])
 
