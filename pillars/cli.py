@@ -189,12 +189,20 @@ def cmd_train(args) -> int:
     proc = train.init_process(cfg["device"])
     run_dir = new_run_folder(args, proc)
     try:
-        runs.start(args.task, cfg, run_dir, log=note, progress=not args.no_progress)
+        summary = runs.start(args.task, cfg, run_dir, log=note, progress=not args.no_progress, new=True)
     except BaseException:
-        if proc.main and run_dir.is_dir() and not any(run_dir.iterdir()):   # failed before writing anything
+        if proc.main and run_dir.is_dir() and not runs.foreign_files(run_dir) \
+                and not (run_dir / "config.toml").exists():   # failed before writing anything: no folder left
+            (run_dir / runs.LOCK).unlink(missing_ok=True)
             run_dir.rmdir()
         raise
-    return 0
+    return exit_status(summary)
+
+
+def exit_status(summary: dict) -> int:
+    """0 for a finished run; for one stopped by a signal after its checkpoint, 128 + the signal's number
+    (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a program the signal ended."""
+    return 128 + summary["signal"] if summary.get("status") == "interrupted" and summary.get("signal") else 0
 
 
 def new_run_folder(args, proc) -> Path:
@@ -202,10 +210,18 @@ def new_run_folder(args, proc) -> Path:
     from pillars import train
     from pillars.config import ConfigError
     if args.out:
+        from pillars import runs
         run_dir = Path(args.out)
         if (run_dir / "config.toml").exists():
             raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                               "or choose another --out")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"--out {run_dir} is a file, not a folder: choose another --out")
+        foreign = runs.foreign_files(run_dir)
+        if foreign:
+            raise ConfigError(f"--out {run_dir} holds files that are not a pillars run ({', '.join(foreign[:5])}"
+                              f"{', ...' if len(foreign) > 5 else ''}); nothing was written there. Choose a new "
+                              "or empty folder")
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir
     if proc.world > 1:   # every process must agree on the folder
@@ -235,9 +251,13 @@ def resume(args, overrides: dict) -> int:
         console.print(f"[yellow]resuming with changed keys {escape(str(changed))}: the run is no longer an exact "
                       f"continuation[/]")
     cfg = {**cfg, **changed}
-    train.check_config(cfg)
-    runs.start(task_name, cfg, run_dir, resume=True, log=note, progress=not args.no_progress)
-    return 0
+    train.check_config(cfg, task_name)
+    started = bool(train.checkpoints(run_dir))
+    if not started:   # it stopped before its first checkpoint: nothing to continue, so it starts over
+        note(f"{run_dir} stopped before its first checkpoint: training it from the start with its saved "
+             "configuration")
+    return exit_status(runs.start(task_name, cfg, run_dir, resume=started, log=note,
+                                  progress=not args.no_progress))
 
 
 def cmd_evaluate(args) -> int:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import tomli_w
 
@@ -24,6 +26,59 @@ def unknown_name_message(what: str, name: str, valid) -> str:
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"unknown {what} {name!r}.{hint} Valid {what}s: {', '.join(valid)}"
+
+
+def finite(value) -> bool:
+    """Not nan and not infinite (any int is finite, even one too large for a float)."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+class Range(NamedTuple):
+    """The valid values of a numeric key: from `low` to `high`, `ends` saying which ends are valid values
+    themselves ("[]" both, "[)" `low` only, "(]" `high` only, "()" neither); `hint` says what the key is or
+    what to set it to. Every value must also be finite (no nan, no inf)."""
+    low: float = 0
+    high: float = math.inf
+    ends: str = "[]"
+    hint: str = ""
+
+    def holds(self, value) -> bool:
+        if not finite(value):
+            return False
+        above = value >= self.low if self.ends[0] == "[" else value > self.low
+        below = value <= self.high if self.ends[1] == "]" else value < self.high
+        return above and below
+
+    def phrase(self) -> str:
+        """The range in words: "at least 1", "between 0 and 1 (exclusive)", "at least 0 and below 1"..."""
+        low, high = (str(x) if isinstance(x, int) else f"{x:g}" for x in (self.low, self.high))
+        if self.low == -math.inf and self.high == math.inf:
+            return ""
+        if self.high == math.inf:
+            return f"at least {low}" if self.ends[0] == "[" else f"above {low}"
+        return {"[]": f"between {low} and {high}", "()": f"between {low} and {high} (exclusive)",
+                "[)": f"at least {low} and below {high}", "(]": f"above {low} and at most {high}"}[self.ends]
+
+
+def check_range(key: str, value, valid: Range, fix: str = "") -> None:
+    """A ConfigError naming the key, the value, the valid range and the fix unless `value` is in `valid`."""
+    if valid.holds(value):
+        return
+    what = ", ".join(filter(None, ("" if finite(value) else "a finite number", valid.phrase())))
+    hint = "; ".join(filter(None, (valid.hint, fix)))
+    raise ConfigError(f"{key} must be {what}, not {value}" + (f": {hint}" if hint else ""))
+
+
+def check_multiple(cfg: dict, key: str, of: str, why: str) -> None:
+    """`cfg[key]` must be a multiple of `cfg[of]` (a Transformer's width and heads): else a ConfigError that
+    suggests the nearest multiple and the divisors of the value."""
+    value, step = cfg[key], cfg[of]
+    if step < 1 or value % step == 0:
+        return
+    nearest = max(step, round(value / step) * step)
+    divisors = [d for d in range(1, min(value, 64) + 1) if value % d == 0]
+    raise ConfigError(f"{key} {value} must be a multiple of {of} {step} ({why}): --set {key}={nearest}, or "
+                      f"{of} among the divisors of {value} ({', '.join(map(str, divisors))})")
 
 
 def defaults_of(cls) -> dict:

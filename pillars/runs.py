@@ -8,10 +8,12 @@ and at the end model.safetensors and summary.json, with the files its family kee
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -23,6 +25,44 @@ from pillars.weights import checkpoints, load_weights, weights_path
 
 # where a run trains is not what it is: a run may continue on another device
 _WHERE = {"device"}
+LOCK = ".lock"   # in a run folder: held (flock) by the process that writes the run
+
+
+@contextlib.contextmanager
+def writing(run_dir: Path, wait: bool = False) -> Iterator[None]:
+    """Hold `run_dir`'s lock while this process writes the run: a second writer (another `pillars train
+    --out` into the folder, a `--resume` of a run that is still training) is refused with the holder's pid,
+    or, with `wait`, waits for it (a run needed first, which the holder is training). The lock is the
+    operating system's (flock): it ends with its process, however that ends, so a killed run leaves none
+    behind. The file stays (removing it would let two processes lock two different files)."""
+    try:
+        import fcntl
+    except ImportError:   # Windows: no flock; the checks on config.toml still apply
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise ConfigError(f"{run_dir} is being written by another pillars process (pid {holder}): wait for it "
+                              f"to end, or stop it (Ctrl-C saves a checkpoint) and then continue the run with "
+                              f"--resume {run_dir}; to train another run, choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def foreign_files(run_dir: Path) -> list[str]:
+    """The entries of an existing folder without a run's config.toml, the lock aside: files of the user's
+    that `pillars train --out` must not write among (nor overwrite)."""
+    if not run_dir.is_dir() or (run_dir / "config.toml").exists():
+        return []
+    return sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
 
 
 def saved_config(run_dir: Path) -> tuple[str, dict]:
@@ -66,18 +106,30 @@ def ensure(req: tasks.Requirement, device: str, log: Callable[[str], None] = pri
     """The required run, trained once into its folder (in this process alone, even under torchrun) and
     reused after; a folder trained with other settings is trained again."""
     cfg = train.resolve_config(req.task, overrides={**req.overrides, "device": device})
-    if (req.folder / "config.toml").exists() and is_finished(req.folder) \
-            and not settings_changed(req.folder, req.task, cfg):
+
+    def ready() -> bool:
+        return (req.folder / "config.toml").exists() and is_finished(req.folder) \
+            and not settings_changed(req.folder, req.task, cfg)
+    if ready():
         return req.folder
-    log(f"training {req.task} into {req.folder} (needed first; once, then cached)")
-    shutil.rmtree(req.folder, ignore_errors=True)
-    req.folder.mkdir(parents=True)
-    summary = train.fit(req.task, cfg, req.folder, progress=False, baselines=False, single_process=True)
-    if summary.get("status") != "finished":
-        shutil.rmtree(req.folder, ignore_errors=True)
-        raise ConfigError(f"the training of {req.folder} was interrupted; nothing of it is kept, and the next "
-                          "run trains it again")
+    with writing(req.folder, wait=True):   # another process training it (a second test, a second run) finishes
+        if ready():
+            return req.folder
+        log(f"training {req.task} into {req.folder} (needed first; once, then cached)")
+        clear(req.folder)
+        summary = train.fit(req.task, cfg, req.folder, progress=False, baselines=False, single_process=True)
+        if summary.get("status") != "finished":
+            clear(req.folder)
+            raise ConfigError(f"the training of {req.folder} was interrupted; nothing of it is kept, and the next "
+                              "run trains it again")
     return req.folder
+
+
+def clear(folder: Path) -> None:
+    """Empty a folder whose lock this process holds (the lock file stays)."""
+    for path in folder.iterdir():
+        if path.name != LOCK:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def ensure_requirements(task: tasks.Task, cfg: dict, log: Callable[[str], None] = print) -> None:
@@ -119,13 +171,19 @@ def needs_of(task: tasks.Task, cfg: dict, device_name: str,
 # ----------------------------------------------------------------------------- training
 
 def start(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, log: Callable[[str], None] = print,
-          **fit_options) -> dict:
-    """Train `task_name` into `run_dir` (or continue it): the runs it needs first, then the loop."""
-    task = tasks.get(task_name)
-    train.init_process(cfg["device"])
-    ensure_requirements(task, cfg, log)
-    return train.fit(task_name, cfg, Path(run_dir), resume=resume,
-                     needs=needs_of(task, cfg, cfg["device"]), **fit_options)
+          new: bool = False, **fit_options) -> dict:
+    """Train `task_name` into `run_dir` (or continue it): the runs it needs first, then the loop, while the
+    main process holds the folder's lock. A `new` run refuses a folder that another process has meanwhile
+    made a run of (two `pillars train --out DIR` at once)."""
+    task, run_dir = tasks.get(task_name), Path(run_dir)
+    proc = train.init_process(cfg["device"])
+    with writing(run_dir) if proc.main else contextlib.nullcontext():
+        if new and (run_dir / "config.toml").exists():
+            raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                              "or choose another --out")
+        ensure_requirements(task, cfg, log)
+        return train.fit(task_name, cfg, run_dir, resume=resume, needs=needs_of(task, cfg, cfg["device"]),
+                         **fit_options)
 
 
 def train_or_reuse(task_name: str, cfg: dict, run_dir: Path, log: Callable[[str], None] = print,

@@ -65,6 +65,13 @@ class GANOptions:
     conditional: bool = False    # both networks read the class
     samples: int = 10000         # generated images behind the Parzen estimate (mnist-5k)
 
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        check_choice(cfg, "loss", ("nonsaturating", "hinge"))
+        if cfg["conditional"] and task.build is build_mnist_gan:
+            raise ConfigError(f"{task.name} is unconditional (conditional=true is not one of its settings); "
+                              "fashion-cdcgan is the conditional model")
+
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """Generator outputs in [-1, 1] -> pixels in [0, 1]."""

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pillars import data, explain, metrics
-from pillars.config import ConfigError
+from pillars.config import ConfigError, check_multiple
 from pillars.data import transforms
 from pillars.data.batches import TensorBatches
 from pillars.data.folder import as_fashion_mnist, load_image_folder, open_image, to_array
@@ -29,6 +29,7 @@ from pillars.tasks import Family, Job, LoadedRun, Task, register
 from pillars.weights import load_weights, weights_path
 
 VALID_SEED = 0   # the validation split's seed: fixed, so every run of a dataset holds out the same images
+IMAGE_SIDES = {"fashion-mnist": 28, "mnist-5k": 28, "digits": 8}   # of a registered dataset's images, in pixels
 
 
 @dataclass
@@ -61,6 +62,11 @@ class ConvNetOptions(ImageOptions):
     batch_norm: bool = True
     dropout: float = 0.25
 
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        """Before any data is read: each stage halves the image (a 2x2 max-pool), never below one pixel."""
+        check_halvings(cfg, task, cfg["stages"], "a 2x2 max-pool per stage", 0)
+
 
 @dataclass
 class ResNetOptions(ImageOptions):
@@ -69,6 +75,31 @@ class ResNetOptions(ImageOptions):
     blocks: int = 2              # basic blocks per stage
     dropout: float = 0.0
     stem_pool: bool = False      # 2x2 max-pool after the stem (every stage on a quarter of the pixels)
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        """Before any data is read: every stage after the first halves the image (as does stem_pool), never
+        below one pixel."""
+        halvings = cfg["stages"] - 1 + cfg["stem_pool"]
+        why = "every stage after the first" + (", and stem_pool" if cfg["stem_pool"] else "")
+        check_halvings(cfg, task, halvings, why, cfg["stages"] - halvings)
+
+
+def image_side(cfg: dict, task: Task) -> int | None:
+    """The side of the images a task's model reads, known before any data is read (None: not known)."""
+    return cfg.get("image_size") or IMAGE_SIDES.get(task.dataset)
+
+
+def check_halvings(cfg: dict, task: Task, halvings: int, why: str, stages_beyond: int) -> None:
+    """A ConfigError unless an image halved `halvings` times keeps at least one pixel; `stages_beyond`: the
+    stages that the halvings leave out (most stages = the halvings that fit + this)."""
+    side = image_side(cfg, task)
+    if side is None or 2 ** halvings <= side:
+        return
+    most = max(side.bit_length() - 1 + stages_beyond, 1)
+    more = " or a larger --set image_size=N" if "image_size" in cfg else ""
+    raise ConfigError(f"stages={cfg['stages']} halves the {side}x{side} images {halvings} times ({why}), to less "
+                      f"than one pixel: at most {most} stages fit {side}-pixel images; --set stages={most}{more}")
 
 
 def scaled_pixels(pixels) -> torch.Tensor:
@@ -279,6 +310,16 @@ class ViTOptions(ImageOptions):
     layers: int = 6
     dropout: float = 0.0
 
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        """Before any data is read: heads that divide the width, patches that tile the image."""
+        check_multiple(cfg, "width", "heads", "each head reads width / heads channels")
+        side = image_side(cfg, task)
+        if side and side % cfg["patch"]:
+            divisors = ", ".join(str(d) for d in range(1, side + 1) if side % d == 0)
+            raise ConfigError(f"patch {cfg['patch']} does not cut the {side}x{side} images into whole patches: "
+                              f"--set patch=N with N a divisor of {side} ({divisors})")
+
 
 def vit(cfg, channels, size, classes):
     return transformer.ViT(transformer.ViTConfig(
@@ -342,6 +383,13 @@ class ImageFolderOptions(ResNetOptions):
     image_size: int = 64         # images are centre-cropped to a square and resized to this side
     channels: int = 0            # 1 (grey) or 3 (colour); 0: 1 when every image is grey
     test_fraction: float = 0.2   # held out for the test when there are no train/ and test/ folders
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        super().check(cfg, task)
+        if cfg["channels"] not in (0, 1, 3):
+            raise ConfigError(f"channels must be 1 (grey), 3 (colour) or 0 (1 when every image is grey), "
+                              f"not {cfg['channels']}")
 
 
 def build_image_folder(cfg: dict, device: torch.device) -> Job:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from pillars import explain, metrics
 from pillars.baselines import KneserNey
-from pillars.config import ConfigError, write_text_atomic
+from pillars.config import ConfigError, check_multiple, write_text_atomic
 from pillars.data.text import corpus_splits
 from pillars.data.batches import TokenWindows, scored_windows
 from pillars.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
@@ -55,6 +55,16 @@ class TextOptions:
     ngram: bool = True           # the Kneser-Ney n-gram baseline on the same split, at the end
     ngram_order: int = 0         # its order; 0: the one (2 to 9) that best predicts the validation text
 
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        """Before any text is read: the tokenizer, and a word vocabulary with a word in it beside <unk> (a
+        vocabulary of <unk> alone predicts every token with certainty: perplexity 1.0, and nothing learned)."""
+        check_choice(cfg, "tokenizer", ("char", "bpe", "word"))
+        if cfg["tokenizer"] == "word" and cfg["vocab_size"] < 2:
+            raise ConfigError(f"vocab_size must be at least 2 with tokenizer=word, not {cfg['vocab_size']}: the "
+                              "vocabulary is <unk> and the most frequent words, so at least one word beside <unk>; "
+                              "thousands are typical (--set vocab_size=10000)")
+
 
 @dataclass
 class RecurrentLMOptions(TextOptions):
@@ -64,6 +74,11 @@ class RecurrentLMOptions(TextOptions):
     layers: int = 2
     dropout: float = 0.1
     fused: bool = True           # the library kernel; false runs the equations in Python (same weights)
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        super().check(cfg, task)
+        check_choice(cfg, "cell", ("lstm", "rnn"))
 
 
 def text_splits(cfg: dict, corpus: str) -> tuple[str, str, str]:
@@ -316,6 +331,11 @@ class GPTOptions(TextOptions):
     dropout: float = 0.1
     fused: bool = True           # attention through scaled_dot_product_attention; false: the explicit softmax
 
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        super().check(cfg, task)
+        check_multiple(cfg, "width", "heads", "each head reads width / heads channels")
+
 
 def gpt(cfg: dict, vocab_size: int) -> nn.Module:
     return transformer.GPT(transformer.GPTConfig(
@@ -353,6 +373,15 @@ class TextFileOptions(GPTOptions):
     cell: str = "lstm"
     embed: int = 256
     hidden: int = 256
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        check_choice(cfg, "model", ("gpt", "lstm"))
+        check_choice(cfg, "cell", ("lstm", "rnn"))
+        if cfg["model"] == "gpt":   # an LSTM has no heads
+            super().check(cfg, task)
+        else:
+            TextOptions.check(cfg, task)
 
 
 def text_file_model(cfg: dict, vocab_size: int) -> nn.Module:

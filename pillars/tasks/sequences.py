@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from pillars import explain, metrics
-from pillars.config import ConfigError
+from pillars.config import ConfigError, Range, check_multiple
 from pillars.data.batches import TensorBatches
 from pillars.models import rnn
 from pillars.tasks import Family, Job, LoadedRun, Task, check_choice, register
@@ -28,6 +28,10 @@ class AddingOptions:
     fused: bool = True
     forget_bias: float = 1.0     # LSTM: initial forget-gate bias (Gers et al. 2000 use 1; larger remembers longer)
     test_sequences: int = 2000   # in the test set, and as many in the validation set
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        check_choice(cfg, "cell", ("lstm", "rnn"))
 
 
 # the validation sequences' seed: fixed, so every run at a lag shares them (the test's is 2**40 + the run's
@@ -113,6 +117,28 @@ class ForecastOptions:
     dropout: float = 0.0
     cell: str = "lstm"
 
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        """Before the series is read: the choices, the periods, and a season the history holds (an inferred
+        one, season=0, is checked once the series is read)."""
+        from pillars.data.series import WEATHER_COLUMNS, WEATHER_STATIONS
+        check_choice(cfg, "cell", ("lstm", "rnn"))
+        if not cfg["data"]:
+            check_choice(cfg, "station", tuple(WEATHER_STATIONS))
+            check_choice(cfg, "variable", tuple(WEATHER_COLUMNS))
+        if cfg["test_fraction"] + cfg["valid_fraction"] >= 1:
+            raise ConfigError(f"test_fraction {cfg['test_fraction']} and valid_fraction {cfg['valid_fraction']} "
+                              "leave nothing to train on (together they must be below 1): lower one of them")
+        check_season(cfg["season"] or (0 if cfg["data"] else 24), cfg["history"])   # the weather's: 24 hours
+
+
+def check_season(season: int, history: int) -> None:
+    """A seasonal period (0: not known yet) that the history holds."""
+    if season and not 1 <= season <= history:
+        raise ConfigError(f"season {season} must be between 1 and the history ({history}): the seasonal-naive "
+                          "forecast copies the last season of the history; set --set season=N or a longer "
+                          "--set history=N")
+
 
 @dataclass
 class ForecastJob(Job):
@@ -170,9 +196,7 @@ def build_forecast(cfg: dict, device: torch.device) -> ForecastJob:
     values, season = forecast_series(cfg)
     H, F_ = cfg["history"], cfg["horizon"]
     valid_from, test_from, starts = forecast_periods(len(values), cfg)
-    if not 1 <= season <= H:
-        raise ConfigError(f"season {season} must be between 1 and the history ({H}): the seasonal-naive forecast "
-                          "copies the last season of the history; set --set season=N or a longer --set history=N")
+    check_season(season, H)
     train_vals, before_test = values[:valid_from], values[:test_from]
     mean, std = float(train_vals.mean()), float(train_vals.std() or 1.0)
     # MASE scale: the in-sample mean absolute error of the seasonal-naive forecast over everything before the
@@ -269,6 +293,12 @@ class SentimentOptions:
     dropout: float = 0.4
     cell: str = "lstm"
 
+    ranges = {"vocab_size": Range(3, hint="<pad>, <unk> and the most frequent training words: at least one word")}
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        check_choice(cfg, "cell", ("lstm", "rnn"))
+
 
 def padded(tok, texts: list[str], max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids right-padded with 0 to the longest text (at most max_words), and the lengths."""
@@ -288,6 +318,12 @@ class SentimentTransformerOptions:
     heads: int = 4
     layers: int = 2
     dropout: float = 0.2
+
+    ranges = SentimentOptions.ranges
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        check_multiple(cfg, "width", "heads", "each head reads width / heads channels")
 
 
 def recurrent_classifier(cfg: dict, vocab: int) -> torch.nn.Module:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pillars import explain, metrics
-from pillars.config import ConfigError
+from pillars.config import ConfigError, Range, check_multiple
 from pillars.data import text
 from pillars.data.batches import TensorBatches
 from pillars.data.tokenizers import PAD, BPETokenizer
@@ -41,6 +41,13 @@ class TranslationOptions:
     label_smoothing: float = 0.1  # as in Vaswani et al. (2017)
     beam: int = 1                # decoding for evaluation: 1 greedy, more: beam search
     length_penalty: float = 0.6  # GNMT's alpha for beam search
+
+    ranges = {"valid_fraction": Range(0, 0.5, "()", "with data=FILE it is held out twice: for the test set and "
+                                                    "for validation")}
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        check_multiple(cfg, "width", "heads", "each head reads width / heads channels")
 
 
 def sentence_pairs(cfg: dict) -> tuple[text.Pairs, text.Pairs, text.Pairs]:

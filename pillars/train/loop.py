@@ -105,6 +105,7 @@ class Trainer:
     valid: dict = field(default_factory=dict)   # the last validation figures
     info: str = ""
     log: MetricsLog | None = None
+    stopped_by: int = 0                  # the signal that asked the run to stop (SIGINT, SIGTERM), if one did
 
     @property
     def world(self) -> int:
@@ -337,12 +338,12 @@ def after_step(t: Trainer, lr: float, stop_asked: bool, on_step) -> bool:
 def stop_on_signals():
     """First Ctrl-C (or SIGTERM) asks the loop to checkpoint and stop after the current step; a second
     one interrupts at once."""
-    flag = {"stop": False}
+    flag = {"stop": False, "signal": 0}
 
     def handler(signum, frame):
         if flag["stop"]:
             raise KeyboardInterrupt
-        flag["stop"] = True
+        flag["stop"], flag["signal"] = True, signum
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     return flag, previous
@@ -374,6 +375,7 @@ def run_steps(t: Trainer, progress: bool, on_step) -> str:
                             f"{kept[-1] if kept else '(none yet)'}: lower --lr, set grad_clip, or use "
                             f"--precision 32, then continue with --resume {t.run_dir}") from None
     except StopRequested:
+        t.stopped_by = flag["signal"]
         if t.proc.main:
             t.console.print(f"[yellow]stopped at step {t.step}; checkpoint saved. Continue with: "
                             f"pillars train {t.task.name} --resume {t.run_dir}[/]")
@@ -397,7 +399,8 @@ def finish(t: Trainer, status: str, baselines: bool, whole_final_eval: bool) -> 
                "samples_per_s": round(n / train_s, 1), **({"tokens_per_s": round(n * tps / train_s, 1)} if tps else {}),
                "parameters": sum(p.numel() for p in t.raw_model.parameters()), "device": str(t.device),
                "processes": t.world, "precision": resolve_precision(t.cfg["precision"], t.device),
-               "torch": torch.__version__, "machine": machine_name()}
+               "torch": torch.__version__, "machine": machine_name(),
+               **({"signal": int(t.stopped_by)} if t.stopped_by else {})}
     if not t.proc.main or status != "finished":
         return summary
     save_weights(t.final_model, t.run_dir / "model.safetensors", {"task": t.task.name, "step": str(t.step)})
