@@ -8,7 +8,8 @@ Each row is `pillars train TASK` with the task's defaults (the README's configur
 `runs/readme/TASK`, or with a longer configuration from configs/ (CONFIGS below): a finished run is reused
 and an interrupted one resumed, so the command can be stopped and started again. The tour's rows come from `runs/tour` (`pillars tour`). The table is written to
 `benchmarks/results.md` and between the `results:start` / `results:end` markers of README.md; a row whose
-run has not been made says so and names its command. Each row names the machine its run was made on.
+run has not been made here keeps the row the README has (made on the machine it names), or says it was
+not run yet. Each row names the machine its run was made on.
 """
 from __future__ import annotations
 
@@ -35,10 +36,12 @@ ROWS = [*TASKS[:2], "fashion-resnet-fast", "fashion-resnet-long", *TASKS[2:]]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def row(label: str, run_dir: Path) -> str:
+def row(label: str, run_dir: Path, kept: dict[str, str] | None = None) -> str:
+    """The table row of a finished run; without one here, the row the README already has (made on the machine
+    it names), else "not run yet"."""
     path = run_dir / "summary.json"
     if not path.exists() or json.loads(path.read_text()).get("status") != "finished":
-        return f"| {label} | not run yet | | | |"
+        return (kept or {}).get(label, f"| {label} | not run yet | | | |")
     s = json.loads(path.read_text())
     speed = (f"{s['tokens_per_s']:,.0f} tokens/s" if s.get("tokens_per_s") else f"{s['samples_per_s']:,.0f} samples/s")
     precision = {"32": "fp32", "16": "fp16"}.get(s["precision"], s["precision"])
@@ -47,16 +50,23 @@ def row(label: str, run_dir: Path) -> str:
             f"{s['steps']:,} steps, {speed}, {precision} | {s['machine']}, torch {s['torch']} |")
 
 
-def table(runs: Path, tour_dir: Path) -> str:
+def table(runs: Path, tour_dir: Path, kept: dict[str, str] | None = None) -> str:
     lines = ["| command | result on the test set | baselines on the same test set | training | machine |",
              "|---|---|---|---|---|"]
     for key, name in (("cnn", "CNN"), ("lstm", "LSTM"), ("gpt", "GPT"), ("gan", "DCGAN")):
-        lines.append(row(f"`pillars tour`: {name}", tour_dir / key))
+        lines.append(row(f"`pillars tour`: {name}", tour_dir / key, kept))
     for name in ROWS:
         command = f"pillars train {CONFIGS[name][0]} --config {CONFIGS[name][1]}" if name in CONFIGS else \
             f"pillars train {name}"
-        lines.append(row(f"`{command}`", runs / name))
+        lines.append(row(f"`{command}`", runs / name, kept))
     return "\n".join(lines) + race_table()
+
+
+def readme_rows(page: str) -> dict[str, str]:
+    """The rows of the README's results table by their first cell: a machine without a row's run keeps it."""
+    block = page.split(START, 1)[-1].split(END, 1)[0]
+    return {line.split(" | ", 1)[0][2:]: line for line in block.splitlines()
+            if line.startswith("| `pillars ") and "not run yet" not in line}
 
 
 def race_table() -> str:
@@ -99,12 +109,12 @@ def main() -> None:
             summary = runs.train_or_reuse(task, cfg, folder / name, progress=False)
             if summary.get("status") != "finished":
                 raise SystemExit("stopped: run the same command again to continue")
-    text = table(folder, Path(args.tour))
-    write_text_atomic(ROOT / "benchmarks" / "results.md", text + "\n")
     readme = Path(args.readme)
     page = readme.read_text()
     if START not in page or END not in page:
         raise SystemExit(f"error: {readme} has no {START} ... {END} block to fill")
+    text = table(folder, Path(args.tour), readme_rows(page))
+    write_text_atomic(ROOT / "benchmarks" / "results.md", text + "\n")
     page = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: f"{START}\n{text}\n{END}", page, flags=re.S)
     write_text_atomic(readme, page)
     print(text)

@@ -55,6 +55,20 @@ def autocast(device: torch.device, precision: str):
 
 
 def machine_name() -> str:
+    """The device a figure was measured on: the GPU's name, or the CPU's model, its widest matrix units
+    (AMX, AVX-512 BF16, AVX-512, AVX2: the same model name comes with different ones) and the threads used."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    model, flags = platform.machine() + " CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model.endswith(" CPU"):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    units = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"),
+                                          ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
+    return f"{model}{f' ({units})' if units else ''}, {torch.get_num_threads()} threads"
