@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -76,9 +77,10 @@ def cmd_data_list(args) -> int:
 
 def cmd_data_fetch(args) -> int:
     from pillars import data
+    from pillars.config import ConfigError
     names = list(data.REGISTRY) if args.all else args.names
     if not names:
-        raise SystemExit("name the datasets to fetch, or use --all (see `pillars data list`)")
+        raise ConfigError("name the datasets to fetch, or use --all (see `pillars data list`)")
     for name in names:
         data.get(name)
     for name in names:
@@ -102,6 +104,9 @@ def cmd_data_info(args) -> int:
     return 0
 
 
+TEXT_KIND = "language modelling"   # the kind of pillars.data.text's corpora: one text each, what export writes
+
+
 def cmd_data_export(args) -> int:
     """A text corpus as one UTF-8 file (for the text-file task, or any other tool); a set of photos as files
     in a folder."""
@@ -111,6 +116,10 @@ def cmd_data_export(args) -> int:
     from pillars.data.text import as_text
     from pillars.data.vision import PHOTOS_KIND
     ds = data.get(args.name)
+    exported = [d.name for d in data.REGISTRY.values() if d.kind in (TEXT_KIND, PHOTOS_KIND)]
+    if ds.kind not in (TEXT_KIND, PHOTOS_KIND):
+        raise ConfigError(f"{args.name} is not a text corpus or a set of photos; export takes "
+                          f"{', '.join(exported[:-1])} or {exported[-1]}")
     if ds.kind == PHOTOS_KIND:
         folder = Path(args.out)
         if folder.exists() and not folder.is_dir():
@@ -121,12 +130,13 @@ def cmd_data_export(args) -> int:
             atomic_copy(path, folder / name)
             say(f"{folder / name}: {ds.meta['photos'][name]}")
         return 0
-    arrays = data.load(args.name, log=note)
-    if "text" not in arrays or "train_text" not in arrays:
-        raise ConfigError(f"{args.name} is not a text corpus or a set of photos; export takes sotu, brown, "
-                          "bible-web or product-photos")
-    text = as_text(arrays["text"])
-    write_text_atomic(Path(args.out), text)
+    out_file = Path(args.out)
+    if out_file.is_dir():
+        raise ConfigError(f"{out_file} is a folder; {args.name} is written as one text file: give its name "
+                          f"(e.g. {out_file / (args.name + '.txt')})")
+    text = as_text(data.load(args.name, log=note)["text"])
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_file, text)
     say(f"wrote {len(text):,} characters of {args.name} to {args.out}")
     return 0
 
@@ -171,11 +181,14 @@ def _train_overrides(args) -> dict:
 
 def cmd_train(args) -> int:
     from pillars import config, runs, train
+    from pillars.train.distributed import decided_by_main
     overrides = _train_overrides(args)
     if args.resume:
         return resume(args, overrides)
     if not args.task:
         raise config.ConfigError("name a task (see `pillars list`), or --resume RUN_DIR")
+    if args.config and Path(args.config).is_dir():
+        raise config.ConfigError(f"--config {args.config} is a folder: give a TOML file of configuration keys")
     cfg = train.resolve_config(args.task, args.config, overrides)
     if cfg.get("data"):   # saved as an absolute path, so sample / explain / evaluate work from any folder
         cfg["data"] = str(Path(cfg["data"]).expanduser().resolve())
@@ -187,7 +200,10 @@ def cmd_train(args) -> int:
         console.print(f"dry run ok: {summary['final']}")
         return 0
     proc = train.init_process(cfg["device"])
-    run_dir = new_run_folder(args, proc)
+    run_dir, earlier = decided_by_main(proc, lambda: new_run_folder(args, cfg))
+    if earlier is not None:   # torchrun restarted its workers: continue the run they were training
+        return exit_status(runs.start(args.task, cfg, run_dir, resume=earlier, log=note,
+                                      progress=not args.no_progress))
     try:
         summary = runs.start(args.task, cfg, run_dir, log=note, progress=not args.no_progress, new=True)
     except BaseException:
@@ -205,31 +221,41 @@ def exit_status(summary: dict) -> int:
     return 128 + summary["signal"] if summary.get("status") == "interrupted" and summary.get("signal") else 0
 
 
-def new_run_folder(args, proc) -> Path:
-    """--out, or runs/TASK, runs/TASK-2, ...: under torchrun the main process picks it and tells the others."""
-    from pillars import train
+def new_run_folder(args, cfg: dict) -> tuple[Path, bool | None]:
+    """--out, or runs/TASK, runs/TASK-2, ... (decided by the main process under torchrun), and whether it
+    continues a run: None for a new one; under torchrun, True (from its last checkpoint) or False (from the
+    start) when --out holds an unfinished run of the same settings, which is what torchrun's elastic agent
+    asks of a restarted worker (`--max-restarts`)."""
+    from pillars import runs, train
     from pillars.config import ConfigError
-    if args.out:
-        from pillars import runs
-        run_dir = Path(args.out)
-        if (run_dir / "config.toml").exists():
-            raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                              "or choose another --out")
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ConfigError(f"--out {run_dir} is a file, not a folder: choose another --out")
-        foreign = runs.foreign_files(run_dir)
-        if foreign:
-            raise ConfigError(f"--out {run_dir} holds files that are not a pillars run ({', '.join(foreign[:5])}"
-                              f"{', ...' if len(foreign) > 5 else ''}); nothing was written there. Choose a new "
-                              "or empty folder")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir
-    if proc.world > 1:   # every process must agree on the folder
-        import torch.distributed as dist
-        box = [str(train.new_run_dir(Path(args.runs), args.task)) if proc.main else None]
-        dist.broadcast_object_list(box, src=0)
-        return Path(box[0])
-    return train.new_run_dir(Path(args.runs), args.task)
+    from pillars.data.registry import unwritable
+    elastic = os.environ.get("TORCHELASTIC_RUN_ID") is not None
+    if not args.out:
+        if elastic and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+            raise ConfigError("torchrun --max-restarts restarts the workers with the same command: give the run "
+                              "a folder with --out RUN_DIR, so that a restart continues it there")
+        return train.new_run_dir(Path(args.runs), args.task), None
+    run_dir = Path(args.out)
+    if (run_dir / "config.toml").exists():
+        if elastic and not runs.is_finished(run_dir) and not runs.settings_changed(run_dir, args.task, cfg):
+            started = bool(train.checkpoints(run_dir))
+            note(f"{run_dir} holds this unfinished run (torchrun restart "
+                 f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}): continuing it from "
+                 f"{train.checkpoints(run_dir)[-1].name if started else 'the start, as it has no checkpoint'}")
+            return run_dir, started
+        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                          "or choose another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder: choose another --out")
+    foreign = runs.foreign_files(run_dir)
+    if foreign:
+        raise ConfigError(f"--out {run_dir} holds files that are not a pillars run ({', '.join(foreign[:5])}"
+                          f"{', ...' if len(foreign) > 5 else ''}); nothing was written there. Choose a new "
+                          "or empty folder")
+    why = unwritable(run_dir)
+    if why:
+        raise ConfigError(f"--out {run_dir} {why}: nothing was written there. Choose a folder that can be written")
+    return run_dir, None
 
 
 def resume(args, overrides: dict) -> int:
@@ -241,11 +267,13 @@ def resume(args, overrides: dict) -> int:
         raise config.ConfigError(f"--resume continues a run with its saved configuration and folder; it takes "
                                  f"no {', '.join(clash)}")
     run_dir = Path(args.resume)
-    if not (run_dir / "config.toml").exists():
-        raise config.ConfigError(f"--resume {run_dir}: not a run folder (no config.toml)")
-    task_name, cfg = runs.saved_config(run_dir)
+    task_name, cfg = runs.saved_config(run_dir)   # a broken edit of config.toml names the file and the key
     if args.task and args.task != task_name:
         raise config.ConfigError(f"{run_dir} is a run of {task_name}, not {args.task}")
+    edited = runs.config_edits(run_dir, task_name, cfg)
+    if edited:
+        console.print(f"[yellow]{escape(str(run_dir / 'config.toml'))} was edited since the run trained "
+                      f"({escape(edited)}): the run is no longer an exact continuation[/]")
     changed = {k: v for k, v in config.apply_overrides(cfg, overrides, "the command line").items() if v != cfg[k]}
     if changed:
         console.print(f"[yellow]resuming with changed keys {escape(str(changed))}: the run is no longer an exact "
@@ -272,7 +300,7 @@ def cmd_predict(args) -> int:
     from pillars import runs, tasks
     from pillars.config import ConfigError
     if args.top_k < 1:
-        raise ConfigError("--top-k must be at least 1")
+        raise ConfigError(f"--top-k must be at least 1 (the number of classes to show), not {args.top_k}")
     run_dir = Path(args.run_dir)
     task_name, cfg = runs.saved_config(run_dir)
     tasks.get(task_name).family.predict(run_dir, cfg, args.images, args.top_k, args.invert, args.device, say)
@@ -283,11 +311,16 @@ def cmd_sample(args) -> int:
     from pillars import runs
     from pillars.config import ConfigError
     from pillars.tasks import SampleRequest
-    if (args.n is not None and args.n < 1) or args.length < 1 or args.top_k < 0 or not 0 <= args.top_p <= 1 \
-            or args.temperature < 0:
-        raise ConfigError("--length and --n must be at least 1, --top-k and --temperature at least 0, --top-p "
-                          "between 0 and 1")
-    run = runs.load(Path(args.run_dir), args.device)
+    for flag, value, valid, rule in (
+            ("--length", args.length, args.length >= 1, "at least 1 (tokens to generate)"),
+            ("--n", args.n, args.n is None or args.n >= 1, "at least 1 (samples to draw)"),
+            ("--temperature", args.temperature, math.isfinite(args.temperature) and args.temperature >= 0,
+             "a finite number of at least 0 (0: the most likely token every time)"),
+            ("--top-k", args.top_k, args.top_k >= 0, "at least 0 (0: all tokens)"),
+            ("--top-p", args.top_p, 0 <= args.top_p <= 1, "between 0 and 1 (0: off)")):
+        if not valid:
+            raise ConfigError(f"{flag} must be {rule}, not {value}")
+    run = runs.load(Path(args.run_dir), args.device, need_data=False)   # a language model needs no text
     request = SampleRequest(prompt=args.prompt, length=args.length, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, n=args.n, class_name=args.class_name, seed=args.seed, out=args.out)
     run.task.family.sample(run, request, say)
@@ -298,7 +331,11 @@ def cmd_translate(args) -> int:
     from pillars import runs
     from pillars.config import ConfigError
     if args.beam < 1:
-        raise ConfigError("--beam must be at least 1 (1: greedy)")
+        raise ConfigError(f"--beam must be at least 1 (1: greedy), not {args.beam}")
+    for i, sentence in enumerate(args.sentences, 1):
+        if not sentence.strip():
+            raise ConfigError(f"sentence {i} ({sentence!r}) is empty: give the text to translate, e.g. "
+                              f"pillars translate {args.run_dir} \"Y dijo Dios: Sea la luz\"")
     run = runs.load(Path(args.run_dir), args.device)
     translations = run.task.family.translate(run, args.sentences, args.beam)
     for sentence, translation in zip(args.sentences, translations):   # translations on stdout, one a line
@@ -309,13 +346,23 @@ def cmd_translate(args) -> int:
 
 def cmd_explain(args) -> int:
     from pillars import runs
+    from pillars.config import ConfigError
+    if args.source and not args.source.strip():
+        raise ConfigError(f"--source {args.source!r} is empty: give the sentence to translate, or leave --source "
+                          "out for a held-out verse")
     run = runs.load(Path(args.run_dir), args.device)
+    if args.source and not run.task.family.explains_a_source:
+        raise ConfigError(f"--source is for translation runs; {args.run_dir} is a run of {run.task.name} "
+                          f"({run.task.family.what}): leave --source out")
     run.task.family.explain(run, log=say, source=args.source)
     return 0
 
 
 def cmd_tour(args) -> int:
     from pillars import tour
+    from pillars.config import ConfigError
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} is a file, not a folder: choose another --out")
     result = tour.tour(Path(args.out), budget=args.budget, full=args.full, device=args.device,
                        console=console, progress=not args.no_progress)
     if result is None:
@@ -333,6 +380,8 @@ def cmd_experiment(args) -> int:
     if args.seeds is not None and args.seeds < 1:
         raise config.ConfigError("--seeds must be at least 1")
     folder = Path(args.out or f"runs/{args.name}")
+    if folder.exists() and not folder.is_dir():
+        raise config.ConfigError(f"--out {folder} is a file, not a folder: choose another --out")
     extra = config.parse_sets(args.set)
     show = transfer_curve if args.name == "transfer-curve" else long_lag
     return show(args, folder, extra)

@@ -2,9 +2,11 @@
 load it with its weights, evaluate it. The command line, the tour, the experiments and the runs a task
 needs first (the GAN metrics' classifier) all go through here.
 
-A run folder holds config.toml (the task and its whole configuration), metrics.jsonl, checkpoints/,
-and at the end model.safetensors and summary.json, with the files its family keeps beside the weights
-(tokenizer.json, inputs.json).
+A run folder holds config.toml (the task and its whole configuration), metrics.jsonl, checkpoints/ (with
+config.toml: a copy of the configuration they were trained with, which tells an edit of the first), and at
+the end model.safetensors and summary.json, with the files its family keeps beside the weights
+(tokenizer.json, inputs.json). Loading a run checks each of them and names the one that is missing or
+damaged, and the fix.
 """
 from __future__ import annotations
 
@@ -19,13 +21,18 @@ import torch
 import torch.distributed as dist
 
 from pillars import tasks, train
-from pillars.config import ConfigError, apply_overrides, read_toml
+from pillars.config import ConfigError, apply_overrides, read_toml, write_toml
+from pillars.data import tokenizers
+from pillars.data.registry import DataError, InputFileError, unwritable
 from pillars.devices import resolve_device
-from pillars.weights import checkpoints, load_weights, weights_path
+from pillars.weights import WeightsError, checkpoints, load_weights, weights_path
 
 # where a run trains is not what it is: a run may continue on another device
 _WHERE = {"device"}
 LOCK = ".lock"   # in a run folder: held (flock) by the process that writes the run
+# in a run folder: a copy of config.toml written when training starts, which a user's edit of config.toml
+# leaves alone: what the checkpoints were trained with
+TRAINED = Path("checkpoints") / "config.toml"
 
 
 @contextlib.contextmanager
@@ -40,7 +47,10 @@ def writing(run_dir: Path, wait: bool = False) -> Iterator[None]:
     except ImportError:   # Windows: no flock; the checks on config.toml still apply
         yield
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
+    why = unwritable(run_dir)
+    if why:
+        raise train.WriteError(f"{run_dir} {why}: nothing was written there. Make it writable (or free space on "
+                               "its disk), or choose another folder", why)
     fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -66,15 +76,57 @@ def foreign_files(run_dir: Path) -> list[str]:
 
 
 def saved_config(run_dir: Path) -> tuple[str, dict]:
-    """The task and whole configuration a run folder was trained with (its config.toml over the defaults)."""
-    path = Path(run_dir) / "config.toml"
-    if not path.exists():
-        raise ConfigError(f"{run_dir} is not a run folder (it has no config.toml)")
+    """The task and whole configuration a run folder was trained with (its config.toml over the defaults),
+    checked as `pillars train` checks it: an edit that broke it names config.toml and the key."""
+    path = run_folder(run_dir) / "config.toml"
     saved = read_toml(path)
     task_name = saved.pop("task", None)
     if task_name is None:
         raise ConfigError(f"{path} names no task; it was not written by pillars train")
-    return task_name, apply_overrides(train.default_config(tasks.get(task_name)), saved, str(path))
+    try:
+        task = tasks.get(task_name)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}. A task of your own is loaded with --tasks FILE (or $PILLARS_TASKS)") from None
+    try:
+        cfg = apply_overrides(train.default_config(task), saved, str(path))
+        train.check_config(cfg, task)
+    except ConfigError as e:
+        raise ConfigError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+    return task_name, cfg
+
+
+def run_folder(run_dir: Path) -> Path:
+    """`run_dir`, if it is a run folder; else a ConfigError that says what it is, and where a missing
+    config.toml has a copy (the one kept with the checkpoints)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.toml").is_file():
+        return run_dir
+    if not run_dir.exists():
+        raise ConfigError(f"{run_dir} does not exist: give the folder of a trained run (pillars train writes "
+                          "runs/TASK)")
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run folder: give the folder of a trained run")
+    if (run_dir / TRAINED).is_file():
+        raise ConfigError(f"{run_dir / 'config.toml'} is missing: copy back the one kept with the checkpoints "
+                          f"(cp {run_dir / TRAINED} {run_dir / 'config.toml'})")
+    if (run_dir / "model.safetensors").exists() or checkpoints(run_dir):
+        raise ConfigError(f"{run_dir / 'config.toml'} is missing: without it the model cannot be rebuilt. "
+                          "Restore it, or train the run again")
+    raise ConfigError(f"{run_dir} is not a run folder (it has no config.toml)")
+
+
+def config_edits(run_dir: Path, task_name: str, cfg: dict) -> str:
+    """What config.toml changes from the configuration the run's checkpoints were trained with, which
+    runs.start keeps in checkpoints/config.toml ("" when nothing, or for a run trained before that copy)."""
+    kept = Path(run_dir) / TRAINED
+    if not kept.is_file():
+        return ""
+    was = read_toml(kept)
+    was_task = was.pop("task", None)
+    if was_task != task_name:
+        return f"task {was_task} -> {task_name}"
+    was = apply_overrides(train.default_config(tasks.get(task_name)), was, str(kept))
+    return ", ".join(f"{k} {was[k]!r} -> {v!r}" for k, v in cfg.items() if k not in _WHERE and was.get(k) != v)
 
 
 def settings_changed(run_dir: Path, task_name: str, cfg: dict) -> str:
@@ -92,7 +144,13 @@ def settings_changed(run_dir: Path, task_name: str, cfg: dict) -> str:
 
 def summary_of(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise InputFileError(f"{path} is damaged ({e}): delete it, and `pillars train --resume {run_dir}` "
+                             "evaluates the last checkpoint again and writes it") from None
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -112,6 +170,10 @@ def ensure(req: tasks.Requirement, device: str, log: Callable[[str], None] = pri
             and not settings_changed(req.folder, req.task, cfg)
     if ready():
         return req.folder
+    why = unwritable(req.folder)
+    if why:
+        raise DataError(f"{req.task} must be trained first into {req.folder}, which {why}: set PILLARS_HOME to a "
+                        "writable folder (the default is ~/.cache/pillars)")
     with writing(req.folder, wait=True):   # another process training it (a second test, a second run) finishes
         if ready():
             return req.folder
@@ -182,8 +244,27 @@ def start(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, log: C
             raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                               "or choose another --out")
         ensure_requirements(task, cfg, log)
+        if proc.main:
+            fit_options["on_step"] = keeping_config(run_dir, task_name, cfg, fit_options.get("on_step"))
         return train.fit(task_name, cfg, run_dir, resume=resume, needs=needs_of(task, cfg, cfg["device"]),
                          **fit_options)
+
+
+def keeping_config(run_dir: Path, task_name: str, cfg: dict, on_step: Callable | None) -> Callable:
+    """`on_step` that first, at the first step this process trains, writes the configuration to TRAINED: what
+    the checkpoints that follow are trained with, so that a --resume can tell an edit of config.toml (which
+    the loop writes at its start, before a step, and a user may edit after)."""
+    kept = []
+
+    def step(*args) -> None:
+        if not kept:
+            kept.append(True)
+            with train.written(run_dir / TRAINED):
+                (run_dir / TRAINED).parent.mkdir(parents=True, exist_ok=True)
+                write_toml(run_dir / TRAINED, {"task": task_name, **cfg})
+        if on_step is not None:
+            on_step(*args)
+    return step
 
 
 def train_or_reuse(task_name: str, cfg: dict, run_dir: Path, log: Callable[[str], None] = print,
@@ -206,24 +287,31 @@ def train_or_reuse(task_name: str, cfg: dict, run_dir: Path, log: Callable[[str]
 
 # ----------------------------------------------------------------------------- finished runs
 
-def load(run_dir: Path, device_name: str = "auto", overrides: dict | None = None) -> tasks.LoadedRun:
+def load(run_dir: Path, device_name: str = "auto", overrides: dict | None = None,
+         need_data: bool = True) -> tasks.LoadedRun:
     """Rebuild a finished (or checkpointed) run's job with its trained weights; `overrides` change keys
-    that act at evaluation (a translation's beam, test-time flips), not the model's shape."""
+    that act at evaluation (a translation's beam, test-time flips), not the model's shape. Without
+    `need_data` (sampling), a family that can rebuild the run from its saved files alone when its data has
+    moved does so (a language model's `saved_job`, from tokenizer.json)."""
     run_dir = Path(run_dir)
-    task_name, cfg = saved_config(run_dir)
-    cfg = apply_overrides(cfg, overrides or {}, "the command line")
+    task_name, saved_cfg = saved_config(run_dir)
+    cfg = apply_overrides(saved_cfg, overrides or {}, "the command line")
     task = tasks.get(task_name)
     device = resolve_device(device_name)
-    job = task.make_job(cfg, device, needs_of(task, cfg, device.type, train_missing=True))
+    summary_of(run_dir)   # a damaged summary.json names itself here, not in a family's hook
+    saved = run_dir / "tokenizer.json"
+    if saved.exists():
+        tokenizers.load(saved)   # a damaged one names itself
+    saved_job = None if need_data else getattr(task.family, "saved_job", None)
+    job = saved_job(run_dir, cfg, device) if saved_job else None
+    if job is None:
+        job = task.make_job(cfg, device, needs_of(task, cfg, device.type, train_missing=True))
     job.model.to(device)
     try:
         load_weights(job.model, weights_path(run_dir))
-    except (RuntimeError, ValueError):
-        if not overrides:
-            raise
-        raise ConfigError(f"the weights of {run_dir} do not fit the model built with {overrides}: only keys "
-                          "that act at evaluation (such as beam or tta_flip) can be changed") from None
-    saved, rebuilt = run_dir / "tokenizer.json", task.family.files(job).get("tokenizer.json")
+    except WeightsError as e:
+        raise weights_misfit(e, run_dir, task_name, saved_cfg, overrides) from None
+    rebuilt = task.family.files(job).get("tokenizer.json")
     if rebuilt is not None and saved.exists() \
             and json.loads(saved.read_text(encoding="utf-8")) != json.loads(rebuilt):   # the training text changed
         raise ConfigError(f"the training text of {run_dir} has changed since it was trained: its vocabulary "
@@ -231,9 +319,33 @@ def load(run_dir: Path, device_name: str = "auto", overrides: dict | None = None
     return tasks.LoadedRun(run_dir, task, cfg, job, device)
 
 
+def weights_misfit(e: WeightsError, run_dir: Path, task_name: str, cfg: dict, overrides: dict | None) -> Exception:
+    """Why a run's weights do not fit the model rebuilt from its configuration, when the configuration is
+    the cause: keys changed on the command line, or config.toml edited since the run trained."""
+    if e.damaged:
+        return e
+    if overrides:
+        return ConfigError(f"the weights of {run_dir} do not fit the model built with {overrides}: only keys "
+                           "that act at evaluation (such as beam or tta_flip) can be changed")
+    edits = config_edits(run_dir, task_name, cfg)
+    if edits:
+        return ConfigError(f"{e.path} does not fit the model: {run_dir / 'config.toml'} was edited since the run "
+                           f"trained ({edits}); restore those keys (the configuration it trained with is kept in "
+                           f"{run_dir / TRAINED})")
+    if not (run_dir / TRAINED).is_file():   # a run trained before that copy was kept: an edit cannot be told
+        return WeightsError(f"{e}; or, if {run_dir / 'config.toml'} was edited since the run trained, restore it",
+                            e.path, damaged=False)
+    return e
+
+
 def evaluate(run_dir: Path, device_name: str = "auto", overrides: dict | None = None,
              split: str = "test") -> dict:
     """A run's figures on its test set (or `split` "valid"), the whole set."""
+    if split == "valid" and "valid_fraction" in saved_config(run_dir)[1] \
+            and "valid_fraction" not in read_toml(Path(run_dir) / "config.toml"):
+        raise ConfigError(f"{run_dir} was trained before pillars held out a validation split (its config.toml has "
+                          "no valid_fraction): it trained on what is now the validation set. Evaluate it with "
+                          "--split test")
     run = load(run_dir, device_name, overrides)
     cfg = {**run.cfg, "eval_batches": 0}
     if run.job.conv and cfg["channels_last"]:   # as the loop evaluates it

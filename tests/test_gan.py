@@ -95,6 +95,8 @@ def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
     assert r.returncode == 2 and "unconditional" in r.stderr
     r = pillars("sample", str(run), "--prompt", "a shoe", check=False)
     assert r.returncode == 2 and "--prompt is for language models" in r.stderr
+    r = pillars("sample", str(run), "--out", str(tmp_path / "g.txt"), check=False)
+    assert r.returncode == 2 and "ending in .png" in r.stderr and not (tmp_path / "g.txt").exists()
     out = pillars("explain", str(run)).stdout
     assert "interpolation.png: walks through the noise space" in out and "D(x) and D(G(z)) over training" in out
     for png in ("interpolation.png", "dynamics.png"):

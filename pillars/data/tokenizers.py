@@ -38,6 +38,11 @@ class Tokenizer:
         """The characters each token of encode(text) stands for; they add up to len(text) when lossless."""
         return np.ones(len(self.encode(text)))
 
+    def unknown(self, text: str) -> list[str]:
+        """The pieces of `text` (characters, words) that encode to <unk>, each once, in order: none for a
+        byte-level tokenizer, which encodes every string."""
+        return []
+
     def to_json(self) -> dict:
         return {"kind": self.kind, "vocab": self.vocab}
 
@@ -70,6 +75,9 @@ class CharTokenizer(Tokenizer):
     def decode(self, ids) -> str:
         return "".join(self.vocab[i] if i != self.unk else "\ufffd" for i in np.asarray(ids).tolist())
 
+    def unknown(self, text: str) -> list[str]:
+        return list(dict.fromkeys(c for c, i in zip(text, self.encode(text).tolist()) if i == self.unk))
+
 
 class WordTokenizer(Tokenizer):
     kind = "word"
@@ -98,6 +106,9 @@ class WordTokenizer(Tokenizer):
     def encode(self, text: str) -> np.ndarray:
         get, unk = self.index.get, self.unk
         return np.array([get(w, unk) for w in self.words(text)], dtype=np.int64)
+
+    def unknown(self, text: str) -> list[str]:
+        return list(dict.fromkeys(w for w in self.words(text) if w not in self.index))
 
     def decode(self, ids) -> str:
         out = []
@@ -165,4 +176,12 @@ def from_json(spec: dict) -> Tokenizer:
 
 
 def load(path: Path) -> Tokenizer:
-    return from_json(json.loads(Path(path).read_text()))
+    """A run's saved tokenizer.json; a damaged one is an InputFileError that names it."""
+    from pillars.data.registry import InputFileError
+    try:
+        return from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+    except Exception as e:   # not JSON, not UTF-8, or a vocabulary that the tokenizers library refuses
+        raise InputFileError(f"{path} is damaged ({type(e).__name__}: {e}); pillars train writes it beside the "
+                             "weights: the vocabulary the run was trained with. Restore it, or delete it to "
+                             "have it rebuilt from the training text (the same text the run was trained on)") \
+            from None

@@ -95,6 +95,7 @@ class Family:
     baseline_names: dict[str, tuple[str, str]] = {}   # summary["baselines"] key -> (name, format)
     chance_keys: frozenset = frozenset()         # the baselines that say what no learning at all scores
     report_figures: tuple[str, ...] = ("curves.png",)   # the tour's report: files of the run folder, in order
+    explains_a_source = False   # explain's --source: a sentence of the user's whose attention it plots
 
     def headline(self, summary: dict) -> str:
         """A run's headline figure on the test set as text, e.g. "94.56% accuracy"."""

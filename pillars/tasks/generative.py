@@ -34,11 +34,12 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 
 from pillars import data, explain, metrics
 from pillars.config import ConfigError
 from pillars.data.batches import TensorBatches
-from pillars.data.registry import sha256_of
+from pillars.data.registry import optional_cache, sha256_of
 from pillars.models import gan
 from pillars.plots import image_grid, save_image_grid
 from pillars.tasks import Family, Job, LoadedRun, Requirement, SampleRequest, Task, check_choice, register
@@ -162,19 +163,24 @@ def real_features(classifier_run: LoadedRun, sets: dict[str, torch.Tensor]) -> d
     `{name}_features` and `{name}_logits`. They are computed once per classifier and set of images, and kept
     beside the classifier's weights (real-features.safetensors), as FID tools keep the reference statistics
     (pytorch-fid's --save-stats): every GAN run measured with this classifier reuses them. The file names the
-    sha256 of the weights and of each set; another classifier or other images compute them again."""
+    sha256 of the weights and of each set; another classifier or other images compute them again, and so does
+    the next run when the cache cannot be written (read-only)."""
     key = {"classifier": sha256_of(classifier_run.run_dir / "model.safetensors"),
            **{name: hashlib.sha256(x.cpu().numpy().tobytes()).hexdigest() for name, x in sets.items()}}
     path = classifier_run.run_dir / "real-features.safetensors"
     if path.exists():
-        tensors, metadata = load_tensors(path)
+        try:
+            tensors, metadata = load_tensors(path)
+        except (SafetensorError, ValueError, OSError):   # a damaged cache is measured again
+            tensors, metadata = {}, {}
         if metadata == key:
             return tensors
     model, inputs = classifier_run.job.model, classifier_run.job.inputs
     out = {}
     for name, x in sets.items():
         out[f"{name}_features"], out[f"{name}_logits"] = (t.cpu().contiguous() for t in classifier_features(model, inputs, x))
-    save_tensors(out, path, key)
+    with optional_cache("the GAN metric's features of the real images"):
+        save_tensors(out, path, key)
     return out
 
 
@@ -354,9 +360,12 @@ class GAN(Family):
         if request.class_name and not run.job.conditional:
             raise ConfigError(f"{run.run_dir} is an unconditional GAN: it cannot be asked for a class "
                               "(train fashion-cdcgan for that)")
+        path = Path(request.out) if request.out else run.run_dir / "sample.png"
+        if path.suffix.lower() != ".png":
+            raise ConfigError(f"--out {request.out}: a GAN's samples are a PNG image; give a file name ending "
+                              "in .png")
         n = 64 if request.n is None else request.n
         grid, what = sample_images(run.job, n, request.class_name, request.seed)
-        path = Path(request.out) if request.out else run.run_dir / "sample.png"
         save_image_grid(grid, path)
         log(f"wrote {n} generated images{what} to {path}")
 

@@ -7,6 +7,8 @@ before it the validation text. The n-gram baseline's order is chosen on the vali
 from __future__ import annotations
 
 import json
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,8 +21,10 @@ import torch.nn.functional as F
 from pillars import explain, metrics
 from pillars.baselines import KneserNey
 from pillars.config import ConfigError, check_multiple, write_text_atomic
-from pillars.data.text import corpus_splits
+from pillars.data.registry import InputFileError, optional_cache
+from pillars.data.text import corpus_splits, read_user_text
 from pillars.data.batches import TokenWindows, scored_windows
+from pillars.data import tokenizers
 from pillars.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from pillars.models import rnn, transformer
 from pillars.tasks import Family, Job, LoadedRun, SampleRequest, Task, check_choice, register
@@ -87,15 +91,22 @@ def text_splits(cfg: dict, corpus: str) -> tuple[str, str, str]:
         splits = corpus_splits(corpus)
         return splits["train"], splits["valid"], splits["test"]
     path = Path(cfg["data"]).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"--set data={cfg['data']}: no such file; give a UTF-8 text file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8 text ({e}); convert it, e.g. with iconv -t utf-8") from None
+    if not path.exists():
+        raise ConfigError(f"--set data={cfg['data']}: no such file; give a UTF-8 text file (a run trained on it "
+                          "needs it back in that place to be evaluated or explained)")
+    text = read_user_text(path)
     if not 0 < cfg["val_fraction"] < 0.5:
         raise ConfigError(f"val_fraction must be between 0 and 0.5 (the end of the text is held out twice: the "
                           f"test text, and the validation text before it), not {cfg['val_fraction']}")
+    if not text.strip():
+        raise InputFileError(f"{path} holds no text; give a UTF-8 text file to learn from")
+    held_out, context = int(len(text) * cfg["val_fraction"]), cfg.get("context", 0)
+    if held_out <= context:   # a token is at least a character: each held-out part needs context + 1 of them
+        raise InputFileError(f"{path} has {len(text):,} characters: its held-out parts (val_fraction "
+                             f"{cfg['val_fraction']} for validation, as much for test) get {held_out:,} each, not "
+                             f"more than the context of {context}; give a text of at least "
+                             f"{math.ceil((context + 1) / cfg['val_fraction']):,} characters, or lower "
+                             "--set context")
     test_from = int(len(text) * (1 - cfg["val_fraction"]))
     valid_from = int(len(text) * (1 - 2 * cfg["val_fraction"]))
     return text[:valid_from], text[valid_from:test_from], text[test_from:]
@@ -204,8 +215,9 @@ def cached_baselines(compute, *inputs) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(result) + "\n")
+    with optional_cache("the n-gram baselines"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(result) + "\n")
     return result
 
 
@@ -225,6 +237,23 @@ class LanguageModel(Family):
     chance_keys = frozenset({"unigram_bits_per_char", "unigram_perplexity"})
     # an LSTM writes cells.png, a GPT attention_distance.png and kv_cache.png: the report shows those written
     report_figures = ("curves.png", "memory_span.png", "cells.png", "attention_distance.png", "kv_cache.png")
+
+    def __init__(self, make_model: Callable[[dict, int], nn.Module] | None = None):
+        self.make_model = make_model   # the network from the configuration and the vocabulary's size
+
+    def saved_job(self, run_dir: Path, cfg: dict, device: torch.device) -> LanguageJob | None:
+        """Sampling needs the network and its vocabulary, not the text: a run whose own text file (--set
+        data=FILE) has moved is rebuilt from its tokenizer.json, with a note. None when the text is there
+        (the task rebuilds the run from it, and checks the vocabulary) or no vocabulary was saved."""
+        saved = Path(run_dir) / "tokenizer.json"
+        if self.make_model is None or not cfg["data"] or Path(cfg["data"]).expanduser().is_file() \
+                or not saved.exists():
+            return None
+        tok = tokenizers.load(saved)
+        note(f"{cfg['data']}, the text {run_dir} was trained on, is no longer there: sampling with the vocabulary "
+             f"the run saved ({saved}); evaluate and explain need the text back in its place")
+        return LanguageJob(model=self.make_model(cfg, len(tok)), train=None, valid=(), test=(), loss=None,
+                           eval_sums=None, summary=None, tokenizer=tok)
 
     def headline(self, summary: dict) -> str:
         f = summary["final"]
@@ -272,6 +301,10 @@ class LanguageModel(Family):
         n = 1 if request.n is None else request.n
         if request.length < 1 or n < 1 or request.top_k < 0 or not 0 <= request.top_p <= 1:
             raise ConfigError("--length and --n must be at least 1, --top-k at least 0, --top-p between 0 and 1")
+        if request.out and Path(request.out).suffix.lower() in (".png", ".jpg", ".jpeg"):
+            raise ConfigError(f"--out {request.out}: a language model writes text, not an image; name a text file "
+                              "(e.g. sample.txt)")
+        unknown_tokens(run, request.prompt)
         texts = generate_texts(run.job.model, run.job.tokenizer, request.prompt or "\n\n", n, request.length,
                                request.temperature, request.top_k, request.top_p, request.seed)
         joined = "\n\n---\n\n".join(t.strip("\n") for t in texts) + "\n"
@@ -282,13 +315,30 @@ class LanguageModel(Family):
             print(joined, end="")
 
 
+def unknown_tokens(run: LoadedRun, prompt: str) -> None:
+    """A note on stderr naming what of the prompt the run's vocabulary lacks and became <unk>: a prompt is
+    not refused for it (the model continues from the rest), but is not changed silently either."""
+    tok = run.job.tokenizer
+    unknown = tok.unknown(prompt)
+    if not unknown:
+        return
+    what = "words" if tok.kind == "word" else "characters"
+    shown = ", ".join(map(repr, unknown[:20])) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+    became = "<unk> (printed as \ufffd), which the model never saw in training" if tok.kind == "char" else "<unk>"
+    known = "those of its training text" if tok.kind == "char" else "the most frequent of its training text"
+    note(f"the prompt's {what} {shown} {'is' if len(unknown) == 1 else 'are'} not in the vocabulary of {run.run_dir} "
+         f"({len(tok) - 1:,} {what}, {known}): each became {became}")
+
+
+def note(text: str) -> None:
+    """A note on stderr: a family's `log` is stdout, where the samples go."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def generated_text(job: LanguageJob, prompt: str = "The Congress", length: int = 400, seed: int = 0) -> dict:
     """The tour's sample: `length` tokens after `prompt` at temperature 0.8, top-p 0.95."""
     text = generate_texts(job.model, job.tokenizer, prompt, 1, length, 0.8, 0, 0.95, seed)[0]
     return {"prompt": prompt, "temperature": 0.8, "top_p": 0.95, "text": text}
-
-
-LANGUAGE_MODEL = LanguageModel()
 
 
 def recurrent_lm(cfg: dict, vocab_size: int) -> nn.Module:
@@ -296,6 +346,9 @@ def recurrent_lm(cfg: dict, vocab_size: int) -> nn.Module:
     return rnn.LanguageModel(rnn.LanguageModelConfig(
         vocab_size=vocab_size, embed=cfg["embed"], hidden=cfg["hidden"], layers=cfg["layers"],
         dropout=cfg["dropout"], cell=cfg["cell"], fused=cfg["fused"]))
+
+
+LANGUAGE_MODEL = LanguageModel(recurrent_lm)
 
 
 register(Task(
@@ -343,12 +396,15 @@ def gpt(cfg: dict, vocab_size: int) -> nn.Module:
         dropout=cfg["dropout"], fused=cfg["fused"]))
 
 
+GPT_MODEL = LanguageModel(gpt)
+
+
 register(Task(
     name="sotu-char-gpt",
     description="a character-level GPT on the State of the Union addresses, on the same split as sotu-char-lstm",
     dataset="sotu", model="GPT (4 layers, 4 heads, 256 wide, context 256)", objective="next-character cross-entropy",
     metric="bits_per_char", options=GPTOptions, higher_is_better=False,
-    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt), family=LANGUAGE_MODEL,
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt), family=GPT_MODEL,
     defaults={"max_steps": 600, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 60,
               "grad_clip": 1.0, "eval_every": 200, "eval_batches": 0, "eval_batch_size": 64,
               "precision": "auto", "context": 256, "betas": "0.9,0.95"},
@@ -359,7 +415,7 @@ register(Task(
     description="a word-level GPT on the State of the Union addresses, on the same split as sotu-lstm",
     dataset="sotu", model="GPT (4 layers, 4 heads, 256 wide, context 128)", objective="next-word cross-entropy",
     metric="perplexity", options=GPTOptions, higher_is_better=False,
-    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt), family=LANGUAGE_MODEL,
+    build=lambda cfg, device: language_model_job(cfg, device, "sotu", gpt), family=GPT_MODEL,
     defaults={"max_steps": 1200, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 100,
               "grad_clip": 1.0, "eval_every": 400, "eval_batches": 0, "eval_batch_size": 64,
               "precision": "auto", "tokenizer": "word", "context": 128, "dropout": 0.2,
@@ -403,7 +459,7 @@ register(Task(
                 "before it to validation)",
     dataset="your file", model="GPT (4 layers, 4 heads, 256 wide) or LSTM", objective="next-token cross-entropy",
     metric="bits_per_char", options=TextFileOptions, higher_is_better=False, build=build_text_file,
-    family=LANGUAGE_MODEL,
+    family=LanguageModel(text_file_model),
     defaults={"max_steps": 600, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 60,
               "grad_clip": 1.0, "eval_every": 200, "eval_batches": 0, "eval_batch_size": 64,
               "precision": "auto", "context": 256, "betas": "0.9,0.95"},

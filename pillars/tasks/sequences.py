@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pillars import explain, metrics
 from pillars.config import ConfigError, Range, check_multiple
 from pillars.data.batches import TensorBatches
+from pillars.data.registry import InputFileError
 from pillars.models import rnn
 from pillars.tasks import Family, Job, LoadedRun, Task, check_choice, register
 
@@ -150,17 +151,25 @@ class ForecastJob(Job):
 
 def forecast_series(cfg: dict) -> tuple[np.ndarray, int]:
     """(series, seasonal period) from the weather data or the user's CSV (the period inferred before the test
-    period)."""
+    period, once the column is known to be long enough and not constant)."""
     from pillars.data import series
-    if cfg["data"]:
-        if not cfg["column"]:
-            raise ConfigError("give the column to forecast with --set column=NAME (a name from the CSV's first line)")
-        values = series.load_csv_series(cfg["data"], int(cfg["column"]) if cfg["column"].isdigit() else cfg["column"])
-        season = cfg["season"] or series.infer_season(values[:int(len(values) * (1 - cfg["test_fraction"]))])
-        if not season:
-            raise ConfigError(f"no seasonal period shows in {cfg['data']}: give one with --set season=N (1 for none)")
-        return values, int(season)
-    return series.weather(cfg["station"], cfg["variable"]), cfg["season"] or 24
+    if not cfg["data"]:
+        return series.weather(cfg["station"], cfg["variable"]), cfg["season"] or 24
+    if not cfg["column"]:
+        raise ConfigError("give the column to forecast with --set column=NAME (a name from the CSV's first line)")
+    values = series.load_csv_series(cfg["data"], cfg["column"])
+    what = f"{cfg['data']}: column {cfg['column']!r}"
+    if not periods_fit(len(values), cfg):
+        raise InputFileError(f"{what} has {len(values)} values, too few for {periods_text(cfg)}: it needs at least "
+                             f"{values_needed(cfg, len(values))}; give a longer series, or lower --set history=N "
+                             "or horizon=N")
+    if np.ptp(values) == 0:
+        raise InputFileError(f"{what} holds one value, {values[0]:g}, throughout: there is nothing to forecast "
+                             "and MASE is undefined; check --set column")
+    season = cfg["season"] or series.infer_season(values[:int(len(values) * (1 - cfg["test_fraction"]))])
+    if not season:
+        raise ConfigError(f"no seasonal period shows in {what}: give one with --set season=N (1 for none)")
+    return values, int(season)
 
 
 def forecast_series_name(cfg: dict) -> str:
@@ -171,17 +180,42 @@ def windows(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     return values[starts[:, None] + np.arange(length)]
 
 
+def period_bounds(n: int, cfg: dict) -> tuple[int, int]:
+    """Where validation starts and where the test starts in a series of `n` values."""
+    return (int(n * (1 - cfg["test_fraction"] - cfg["valid_fraction"])), int(n * (1 - cfg["test_fraction"])))
+
+
+def periods_fit(n: int, cfg: dict) -> bool:
+    """Whether `n` values hold 100 training windows, and a horizon each of validation and test."""
+    valid_from, test_from = period_bounds(n, cfg)
+    return (valid_from - cfg["history"] - cfg["horizon"] >= 100 and test_from - valid_from >= cfg["horizon"]
+            and n - test_from >= cfg["horizon"])
+
+
+def periods_text(cfg: dict) -> str:
+    return (f"a history of {cfg['history']} and a horizon of {cfg['horizon']} with test_fraction "
+            f"{cfg['test_fraction']} and valid_fraction {cfg['valid_fraction']}")
+
+
+def values_needed(cfg: dict, n: int) -> int:
+    """The fewest values above `n` that fit the periods (`periods_fit`), searched up from a lower bound of each
+    condition (the periods' rounding moves each by at most one value)."""
+    H, F_, test, valid = cfg["history"], cfg["horizon"], cfg["test_fraction"], cfg["valid_fraction"]
+    m = max(int((H + F_ + 100) / (1 - test - valid)), int((F_ - 1) / valid), int((F_ - 1) / test), n + 1) - 1
+    while not periods_fit(m, cfg) or m <= n:
+        m += 1
+    return m
+
+
 def forecast_periods(n: int, cfg: dict) -> tuple[int, int, dict[str, np.ndarray]]:
     """(where validation starts, where the test starts, the start of every window by split) for a series of
     `n` values, in time order: train | valid | test. A window belongs to the period its forecast lies in;
     its history may reach back into the period before, as a forecaster's would."""
     H, F_ = cfg["history"], cfg["horizon"]
-    test_from = int(n * (1 - cfg["test_fraction"]))
-    valid_from = int(n * (1 - cfg["test_fraction"] - cfg["valid_fraction"]))
-    if H < 1 or F_ < 1 or valid_from - H - F_ < 100 or test_from - valid_from < F_ or n - test_from < F_:
-        raise ConfigError(f"the series has {n} values: too few for a history of {H} and a horizon of {F_} with "
-                          f"test_fraction {cfg['test_fraction']} and valid_fraction {cfg['valid_fraction']}; lower "
-                          "--set history=N or horizon=N")
+    if not periods_fit(n, cfg):
+        raise ConfigError(f"the series has {n} values: too few for {periods_text(cfg)} (it needs at least "
+                          f"{values_needed(cfg, n)}); lower --set history=N or horizon=N")
+    valid_from, test_from = period_bounds(n, cfg)
     return valid_from, test_from, {"train": np.arange(0, valid_from - H - F_ + 1),
                                    "valid": np.arange(valid_from - H, test_from - H - F_ + 1),
                                    "test": np.arange(max(0, test_from - H), n - H - F_ + 1)}
@@ -203,8 +237,8 @@ def build_forecast(cfg: dict, device: torch.device) -> ForecastJob:
     # test period (the seasonal form of Hyndman & Koehler 2006, as in the M4 competition)
     scale = float(np.mean(np.abs(before_test[season:] - before_test[:-season])))
     if scale == 0:
-        raise ConfigError(f"the series before the test period repeats exactly every {season} steps, so MASE is "
-                          "undefined; check the column, or the season")
+        raise ConfigError(f"{forecast_series_name(cfg)}: the series before the test period repeats exactly every "
+                          f"{season} steps, so MASE is undefined; check the column, or the season")
     phase = 2 * np.pi * np.arange(len(values)) / max(season, 1)
     inputs = np.stack([(values - mean) / std, np.sin(phase), np.cos(phase)], axis=-1).astype(np.float32)
     if season <= 1:

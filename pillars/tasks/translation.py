@@ -1,6 +1,7 @@
 """Translation: an encoder-decoder Transformer from Spanish to English, scored with sacreBLEU and chrF."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -82,11 +83,32 @@ def decode(model, src: torch.Tensor, beam: int, length_penalty: float) -> list:
     return model.beam_search(src, beam, length_penalty=length_penalty) if beam > 1 else model.greedy(src)
 
 
-def translate(model, tok, sentences: list[str], cfg: dict, beam: int) -> list[str]:
-    """Sentences in, translations out, as `pillars translate` and the tour's report show them."""
+def translate(model, tok, sentences: list[str], cfg: dict, beam: int,
+              warn: Callable[[str], None] | None = None) -> list[str]:
+    """Sentences in, translations out, as `pillars translate` and the tour's report show them. A sentence
+    longer than the model reads (max_tokens) is cut to it, and `warn` says which and where."""
     device = next(model.parameters()).device
-    src = trimmed(padded([tok.encode(s) for s in sentences], cfg["max_tokens"])).to(device)
+    encoded = [tok.encode(s) for s in sentences]
+    if warn is not None:
+        say_cut(tok, {f"sentence {i}": ids for i, ids in enumerate(encoded, 1)}, cfg["max_tokens"],
+                "max_tokens, the longest source it trained on", warn)
+    src = trimmed(padded(encoded, cfg["max_tokens"])).to(device)
     return [tok.decode(ids) for ids in decode(model.eval(), src, beam, cfg["length_penalty"])]
+
+
+def say_cut(tok, encoded: dict[str, np.ndarray], most: int, why: str, warn: Callable[[str], None]) -> None:
+    """Name each sentence (name -> its tokens) longer than the `most` tokens the model reads, and where it is
+    cut."""
+    for name, ids in encoded.items():
+        if len(ids) > most:
+            kept_end = " ".join(tok.decode(ids[:most]).split()[-4:])
+            warn(f"{name} has {len(ids)} tokens, more than the {most} the model reads ({why}): only its first "
+                 f"{most} tokens, up to {kept_end!r}, are translated; split it into shorter sentences")
+
+
+def note(text: str) -> None:
+    """A note on stderr: stdout has the translations."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def build_translation(cfg: dict, device: torch.device) -> TranslationJob:
@@ -155,6 +177,7 @@ class TranslationFamily(Family):
 
     what = "translation model"
     report_figures = ("curves.png", "cross_attention.png")
+    explains_a_source = True
 
     def headline(self, summary: dict) -> str:
         f = summary["final"]
@@ -164,9 +187,12 @@ class TranslationFamily(Family):
     def translate(self, run: LoadedRun, sentences: list[str], beam: int) -> list[str]:
         if beam < 1:
             raise ConfigError("--beam must be at least 1 (1: greedy)")
-        return translate(run.job.model, run.job.tokenizer, sentences, run.cfg, beam)
+        return translate(run.job.model, run.job.tokenizer, sentences, run.cfg, beam, warn=note)
 
     def explain(self, run: LoadedRun, log: Callable[[str], None], light: bool = False, source: str = "") -> dict:
+        if source:   # explain_translation reads as many tokens as the model has positions
+            say_cut(run.job.tokenizer, {"--source": run.job.tokenizer.encode(source)}, run.cfg["max_tokens"] + 2,
+                    "its positions, max_tokens + 2", note)
         result = explain.explain_translation(run.run_dir, run.job, source, log=log)
         log(f"wrote {run.run_dir / result['cross_attention']}: which source tokens each output token read")
         return result

@@ -13,15 +13,16 @@
 Runs are started, reused, resumed and loaded through pillars.runs.
 """
 from pillars.devices import autocast, machine_name, resolve_device
-from pillars.train.checkpoints import new_run_dir, rng_state, save_checkpoint, seed_everything, set_rng_state
+from pillars.train.checkpoints import (WriteError, new_run_dir, rng_state, save_checkpoint, seed_everything,
+                                       set_rng_state, written)
 from pillars.train.distributed import Proc, all_reduce_sums, check_in_step, init_process
 from pillars.train.loop import NonFiniteLoss, StopRequested, evaluate_job, fit
 from pillars.train.optim import lr_at, make_optimizer
 from pillars.train.settings import TrainConfig, check_config, default_config, resolve_config
 from pillars.weights import checkpoints, load_weights, save_weights, weights_path
 
-__all__ = ["autocast", "machine_name", "resolve_device", "new_run_dir", "rng_state", "save_checkpoint",
+__all__ = ["autocast", "machine_name", "resolve_device", "WriteError", "new_run_dir", "rng_state", "save_checkpoint",
            "seed_everything", "set_rng_state", "Proc", "all_reduce_sums", "check_in_step", "init_process",
            "NonFiniteLoss", "StopRequested", "evaluate_job", "fit", "lr_at", "make_optimizer", "TrainConfig",
            "check_config", "default_config", "resolve_config", "checkpoints", "load_weights", "save_weights",
-           "weights_path"]
+           "weights_path", "written"]

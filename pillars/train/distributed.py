@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+
+from pillars.config import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,10 +34,40 @@ def init_process(device_name: str) -> Proc:
         return Proc()
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    backend = "nccl" if use_cuda else "gloo"
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if restart and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # torchrun's agent shares its rendezvous store with the workers, and a restarted group would read the
+        # addresses of the group it replaces there and fail to connect (pytorch/pytorch#135712): the keys of
+        # each restart go under a prefix of their own
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
+                              timeout=timedelta(minutes=10))
+        dist.init_process_group(backend, store=dist.PrefixStore(f"pillars-restart-{restart}", store),
+                                rank=rank, world_size=world)
+    else:
+        dist.init_process_group(backend)
     if use_cuda:
         torch.cuda.set_device(local)
     return Proc(rank, world, local)
+
+
+def decided_by_main(proc: Proc, decide: Callable[[], T]) -> T:
+    """What the main process decides (a run's folder, whether it continues a run), given to every process:
+    on a cluster the others may not see the same files, and they must not race the main one. A bad input it
+    meets stops every process with the same message."""
+    if proc.world == 1:
+        return decide()
+    box: list = [None]
+    if proc.main:
+        try:
+            box = [("ok", decide())]
+        except ConfigError as e:
+            box = [("error", str(e))]
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise ConfigError(value)
+    return value
 
 
 def check_in_step(model: nn.Module, step: int) -> None:

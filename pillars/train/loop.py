@@ -10,11 +10,18 @@ figure is kept); at the end once more on the validation split, then once on the 
 Exact resume: the batch of step k is a pure function of (seed, k), the learning rate is a function of k,
 and a checkpoint holds the weights, the optimizer, the grad scaler and every RNG state. A run killed at
 any point and resumed from its last checkpoint therefore ends, on the CPU, with bitwise the same weights.
+
+Faults: a write that fails (a full disk, a folder become read-only) stops the run with a WriteError (exit
+status 2) naming the file, the operating system's reason, the last good checkpoint, which it keeps, and the
+command that continues the run. A resume whose latest checkpoint cannot be read back (cut short, a pickle
+that is refused) sets it aside as checkpoints/damaged-step-N and continues from the one before, saying so.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import signal
 import time
 from contextlib import nullcontext
@@ -31,8 +38,9 @@ from pillars.config import ConfigError, write_text_atomic, write_toml
 from pillars.data.batches import eval_batches
 from pillars.devices import autocast, machine_name, resolve_device, resolve_precision
 from pillars.plots import save_image_grid
-from pillars.train.checkpoints import (load_state, remove_partial_checkpoints, save_checkpoint, rng_state,
-                                       seed_everything, set_rng_state)
+from pillars.train.checkpoints import (DamagedCheckpoint, WriteError, load_state, reading, remove_partial_checkpoints,
+                                       rng_state, save_checkpoint, seed_everything, set_aside, set_rng_state,
+                                       step_of, written)
 from pillars.train.distributed import (Proc, agree_to_stop, all_reduce_sums, check_in_step, init_process,
                                        mean_over_processes)
 from pillars.train.log import MetricsLog, default_console, figures_text, progress_bar
@@ -162,26 +170,54 @@ def build_trainer(task_name: str, cfg: dict, run_dir: Path, console, single_proc
                    steps_per_epoch, eval_every, cfg["checkpoint_every"] or eval_every)
 
 
+def load_checkpoint(t: Trainer, ckpt: Path) -> None:
+    """Load checkpoint `ckpt` into the trainer: weights, moving average, optimizer, scaler, step, timers and
+    RNG states. A file that cannot be read back raises DamagedCheckpoint (what it half loaded, the checkpoint
+    loaded next overwrites); weights of another shape, from a changed configuration, raise their own error."""
+    with reading(ckpt, "state.pt"):
+        state = load_state(ckpt)
+        step, best, elapsed, train_time, rngs = (state[k] for k in ("step", "best", "elapsed", "train_time", "rng"))
+    with reading(ckpt, "model.safetensors"):
+        load_weights(t.raw_model, ckpt / "model.safetensors")
+    has_ema = t.ema is not None and (ckpt / "ema.safetensors").exists()
+    if has_ema:
+        with reading(ckpt, "ema.safetensors"):
+            load_weights(t.ema.module, ckpt / "ema.safetensors")
+    with reading(ckpt, "state.pt"):
+        t.optimizer.load_state_dict(state["optimizer"])
+        t.scaler.load_state_dict(state["scaler"])
+        set_rng_state(rngs[t.proc.rank] if len(rngs) == t.world else rngs[0])
+        if has_ema:
+            t.ema.n_averaged.fill_(state["ema_updates"])
+    t.step, t.best, t.best_step = step, best, state.get("best_step")
+    t.elapsed_before, t.train_before = elapsed, train_time
+    if t.ema is not None and not has_ema and t.proc.main:
+        t.console.print(f"{ckpt} holds no moving average (the run was trained without ema): it starts "
+                        "from the current weights")
+
+
 def restore(t: Trainer) -> dict | None:
-    """Continue from the last checkpoint; returns the summary of a run that had already finished."""
+    """Continue from the last checkpoint that can be read back (a damaged one is set aside, with a warning);
+    returns the summary of a run that had already finished."""
     found = checkpoints(t.run_dir)
     if not found:
         raise ConfigError(f"{t.run_dir} has no checkpoint to resume from; start it again without --resume")
-    last = found[-1]
-    load_weights(t.raw_model, last / "model.safetensors")
-    state = load_state(last)
-    t.optimizer.load_state_dict(state["optimizer"])
-    t.scaler.load_state_dict(state["scaler"])
-    t.step, t.best, t.best_step = state["step"], state["best"], state.get("best_step")
-    t.elapsed_before, t.train_before = state["elapsed"], state["train_time"]
-    if t.ema is not None and (last / "ema.safetensors").exists():
-        load_weights(t.ema.module, last / "ema.safetensors")
-        t.ema.n_averaged.fill_(state["ema_updates"])
-    elif t.ema is not None and t.proc.main:
-        t.console.print(f"{last} holds no moving average (the run was trained without ema): it starts "
-                        "from the current weights")
-    rngs = state["rng"]
-    set_rng_state(rngs[t.proc.rank] if len(rngs) == t.world else rngs[0])
+    damaged: list[tuple[Path, str]] = []
+    for ckpt in reversed(found):
+        try:
+            load_checkpoint(t, ckpt)
+            break
+        except DamagedCheckpoint as e:
+            damaged.append((ckpt, str(e)))
+    else:
+        raise ConfigError(f"no checkpoint of {t.run_dir} can be resumed from: {'; '.join(w for _, w in damaged)}. "
+                          "To train the run again from the start with its saved configuration, move "
+                          f"{t.run_dir / 'checkpoints'} aside (or delete it), then run: pillars train --resume "
+                          f"{t.run_dir}")
+    if damaged and t.proc.main:
+        moved = "; ".join(f"{why}: that checkpoint is moved to {set_aside(ckpt)}" for ckpt, why in damaged)
+        t.console.print(f"warning: {moved}. Resuming from step {t.step} instead of {step_of(found[-1])}",
+                        style="yellow", markup=False, highlight=False)
     if t.step >= t.total and (t.run_dir / "summary.json").exists():
         if t.proc.main:
             t.console.print(f"{t.run_dir} already finished at step {t.step}; raise --max-steps or --epochs "
@@ -203,10 +239,12 @@ def prepare(t: Trainer, resume: bool) -> None:
             t.model, device_ids=[t.device.index] if t.device.type == "cuda" else None)
     if not t.proc.main:
         return
+    with written(t.run_dir / "config.toml"):   # first: once anything is written, the folder is a run to resume
+        write_toml(t.run_dir / "config.toml", {"task": t.task.name, **t.cfg})
     t.log = MetricsLog(t.run_dir, t.step if resume else None, t.total)
-    write_toml(t.run_dir / "config.toml", {"task": t.task.name, **t.cfg})
     for name, text in t.task.family.files(t.job).items():
-        write_text_atomic(t.run_dir / name, text)
+        with written(t.run_dir / name):
+            write_text_atomic(t.run_dir / name, text)
     n_params = sum(p.numel() for p in t.raw_model.parameters())
     precision = resolve_precision(t.cfg["precision"], t.device)
     t.console.print(f"[bold]{t.task.name}[/]: {t.task.description}\n  {n_params:,} parameters, "
@@ -278,9 +316,10 @@ def evaluate(t: Trainer, split: str, whole: bool = False) -> dict:
         if t.best is None or (score > t.best if t.task.higher_is_better else score < t.best):
             t.best, t.best_step = score, t.step
         if t.proc.main and t.job.images is not None:   # e.g. a GAN's samples from a fixed noise batch
-            grid = t.job.images(t.final_model)
-            save_image_grid(grid, t.run_dir / "samples" / f"step-{t.step:06d}.png")
-            t.log.tb.add_image("samples", grid, t.step)
+            grid, path = t.job.images(t.final_model), t.run_dir / "samples" / f"step-{t.step:06d}.png"
+            with written(path):
+                save_image_grid(grid, path)
+            t.log.tb.image("samples", grid, t.step)
     if t.proc.main:
         t.log.write(t.step, split, result)
         t.console.print(f"step {t.step}/{t.total} (epoch {t.step / t.steps_per_epoch:.2f}) {split}: "
@@ -403,16 +442,32 @@ def finish(t: Trainer, status: str, baselines: bool, whole_final_eval: bool) -> 
                **({"signal": int(t.stopped_by)} if t.stopped_by else {})}
     if not t.proc.main or status != "finished":
         return summary
-    save_weights(t.final_model, t.run_dir / "model.safetensors", {"task": t.task.name, "step": str(t.step)})
+    with written(t.run_dir / "model.safetensors"):
+        save_weights(t.final_model, t.run_dir / "model.safetensors", {"task": t.task.name, "step": str(t.step)})
     if baselines and t.job.baselines is not None:
         summary["baselines"] = t.job.baselines()
         if summary["baselines"]:
             t.console.print("baselines on the same test set: " + figures_text(summary["baselines"]))
-    write_text_atomic(t.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    with written(t.run_dir / "summary.json"):
+        write_text_atomic(t.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     speed = f"{summary['tokens_per_s']:,.0f} tokens/s" if tps else f"{summary['samples_per_s']:,.0f} samples/s"
     t.console.print(f"[bold green]done[/]: test {summary['metric']} {test.get(summary['metric'], float('nan')):.4f} "
                     f"after {t.step} steps in {summary['wall_time_s']:.0f} s ({speed}) -> {t.run_dir}")
     return summary
+
+
+FIXES = {os.strerror(errno.ENOSPC): "Free some space on the disk of {}", os.strerror(errno.EROFS): "Make {} writable"}
+
+
+def what_is_kept(t: Trainer, reason: str) -> str:
+    """After a failed write: what the run keeps, and the command that continues it once it can write."""
+    fix = FIXES.get(reason, "Make sure {} can be written").format(t.run_dir)
+    if not (t.run_dir / "config.toml").exists():
+        return f"Nothing of the run was kept. {fix}, then start it again"
+    kept = checkpoints(t.run_dir)
+    where = (f"The last good checkpoint, step {step_of(kept[-1])}, is kept ({kept[-1]})" if kept
+             else "No checkpoint was written yet (the run will start over)")
+    return f"{where}. {fix}, then continue with: pillars train --resume {t.run_dir}"
 
 
 def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True,
@@ -429,10 +484,12 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
         done = restore(t)
         if done is not None:
             return done
-    prepare(t, resume)
     try:
+        prepare(t, resume)
         status = run_steps(t, progress, on_step)
         return finish(t, status, baselines, whole_final_eval)
+    except WriteError as e:
+        raise WriteError(f"{e}. {what_is_kept(t, e.reason)}", e.reason) from None
     finally:
         if t.log is not None:
             t.log.close()
