@@ -3,10 +3,14 @@
 - `KneserNey`: an interpolated Kneser-Ney n-gram language model (Kneser & Ney 1995; Chen & Goodman 1998),
   with one discount per order (modified Kneser-Ney uses three), on the same tokens as the neural model.
 - `naive_forecast`, `seasonal_naive_forecast`: the forecasts MASE is defined against (Hyndman & Koehler 2006).
+- `cached_baselines`: any of them computed once per set of inputs and kept under $PILLARS_HOME/baselines.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -112,3 +116,23 @@ def vader_predictions(texts: list[str], default: int) -> np.ndarray:
     analyzer = SentimentIntensityAnalyzer()
     scores = np.array([analyzer.polarity_scores(t)["compound"] for t in texts])
     return np.where(scores > 0, 1, np.where(scores < 0, 0, default))
+
+
+def cached_baselines(name: str, compute: Callable[[], dict], *inputs) -> dict:
+    """Baselines that depend only on their inputs (token streams and n-gram orders, a split's sequences and
+    the method's settings) are computed once, by `compute`, and kept under $PILLARS_HOME/baselines as
+    NAME-HASH.json, keyed by a hash of all the inputs, so runs on the same split (an LSTM and a GPT, a
+    rerun) share them. A cache that cannot be written is skipped with a note."""
+    from pillars.config import write_text_atomic
+    from pillars.data.registry import home, optional_cache
+    h = hashlib.sha256()
+    for x in inputs:
+        h.update(x.tobytes() if isinstance(x, np.ndarray) else repr(x).encode())
+    path = home() / "baselines" / f"{name}-{h.hexdigest()[:24]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    with optional_cache(f"the {name} baselines"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(result) + "\n")
+    return result

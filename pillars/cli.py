@@ -56,6 +56,30 @@ def _size_on_disk(path: Path) -> int:
 
 # ----------------------------------------------------------------------------- pillars data ...
 
+# what a run folder holds of its own (beside checkpoints/): no command's --out replaces them
+RUN_FILES = {"config.toml", "model.safetensors", "summary.json", "metrics.jsonl", "tokenizer.json", "inputs.json",
+             ".lock", "explain.json"}
+
+
+def output_file(path: Path, what: str) -> Path:
+    """A file the user asked a command to write: its folder is created, and must be writable; a file a run
+    folder holds (its weights, configuration, logs, checkpoints) is never replaced by it."""
+    from pillars.config import ConfigError
+    from pillars.data.registry import unwritable
+    run = next((p for p in path.absolute().parents if (p / "config.toml").is_file()), None)
+    own = path.name in RUN_FILES or path.name.startswith("events.out.tfevents")
+    if path.exists() and run is not None and (
+            (path.absolute().parent == run and own) or (run / "checkpoints") in path.absolute().parents):
+        raise ConfigError(f"{what} {path} is a file of the run {run}: writing there would replace it. Give "
+                          "another file name")
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder: give a file name")
+    why = unwritable(path.parent)
+    if why:
+        raise ConfigError(f"{what} {path}: its folder {path.parent} {why}; choose another place")
+    return path
+
+
 def cmd_data_list(args) -> int:
     from pillars import data
     if args.json:
@@ -124,8 +148,8 @@ def cmd_data_export(args) -> int:
         folder = Path(args.out)
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"{folder} is a file; {args.name} is a set of photos: give a folder to write them to")
+        output_file(folder / ".probe", "the folder")
         paths = data.fetch(args.name, log=note)
-        folder.mkdir(parents=True, exist_ok=True)
         for name, path in paths.items():
             atomic_copy(path, folder / name)
             say(f"{folder / name}: {ds.meta['photos'][name]}")
@@ -134,8 +158,8 @@ def cmd_data_export(args) -> int:
     if out_file.is_dir():
         raise ConfigError(f"{out_file} is a folder; {args.name} is written as one text file: give its name "
                           f"(e.g. {out_file / (args.name + '.txt')})")
+    output_file(out_file, "the file")
     text = as_text(data.load(args.name, log=note)["text"])
-    out_file.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_file, text)
     say(f"wrote {len(text):,} characters of {args.name} to {args.out}")
     return 0
@@ -281,16 +305,30 @@ def resume(args, overrides: dict) -> int:
     cfg = {**cfg, **changed}
     train.check_config(cfg, task_name)
     started = bool(train.checkpoints(run_dir))
-    if not started:   # it stopped before its first checkpoint: nothing to continue, so it starts over
-        note(f"{run_dir} stopped before its first checkpoint: training it from the start with its saved "
-             "configuration")
+    if not started:   # it stopped before its first checkpoint, or they were removed: it starts over
+        note(f"{run_dir} has no checkpoint to continue from: training it from the start with its saved "
+             f"configuration{keep_earlier_log(run_dir)}")
     return exit_status(runs.start(task_name, cfg, run_dir, resume=started, log=note,
                                   progress=not args.no_progress))
 
 
+def keep_earlier_log(run_dir: Path) -> str:
+    """Move the log of a run that starts over aside (metrics-earlier-N.jsonl), and say so: what it logged
+    before its checkpoints were lost, or before its first one, stays readable."""
+    log = run_dir / "metrics.jsonl"
+    if not log.is_file() or not log.read_text().strip():
+        return ""
+    k = 1
+    while (run_dir / f"metrics-earlier-{k}.jsonl").exists():
+        k += 1
+    log.rename(run_dir / f"metrics-earlier-{k}.jsonl")
+    return f" (the log of the earlier attempt is kept as {run_dir / f'metrics-earlier-{k}.jsonl'})"
+
+
 def cmd_evaluate(args) -> int:
     from pillars import config, runs
-    print_json(runs.evaluate(Path(args.run_dir), args.device, config.parse_sets(args.set), split=args.split))
+    print_json(runs.evaluate(Path(args.run_dir), args.device, config.parse_sets(args.set), split=args.split,
+                             log=note))
     return 0
 
 
@@ -320,7 +358,9 @@ def cmd_sample(args) -> int:
             ("--top-p", args.top_p, 0 <= args.top_p <= 1, "between 0 and 1 (0: off)")):
         if not valid:
             raise ConfigError(f"{flag} must be {rule}, not {value}")
-    run = runs.load(Path(args.run_dir), args.device, need_data=False)   # a language model needs no text
+    if args.out:
+        args.out = str(output_file(Path(args.out), "--out"))
+    run = runs.load(Path(args.run_dir), args.device, need_data=False, log=note)   # a language model needs no text
     request = SampleRequest(prompt=args.prompt, length=args.length, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, n=args.n, class_name=args.class_name, seed=args.seed, out=args.out)
     run.task.family.sample(run, request, say)
@@ -336,7 +376,7 @@ def cmd_translate(args) -> int:
         if not sentence.strip():
             raise ConfigError(f"sentence {i} ({sentence!r}) is empty: give the text to translate, e.g. "
                               f"pillars translate {args.run_dir} \"Y dijo Dios: Sea la luz\"")
-    run = runs.load(Path(args.run_dir), args.device)
+    run = runs.load(Path(args.run_dir), args.device, log=note)
     translations = run.task.family.translate(run, args.sentences, args.beam)
     for sentence, translation in zip(args.sentences, translations):   # translations on stdout, one a line
         console.print(f"[dim]{escape(sentence)}[/]")
@@ -347,14 +387,14 @@ def cmd_translate(args) -> int:
 def cmd_explain(args) -> int:
     from pillars import runs
     from pillars.config import ConfigError
-    if args.source and not args.source.strip():
+    if args.source is not None and not args.source.strip():
         raise ConfigError(f"--source {args.source!r} is empty: give the sentence to translate, or leave --source "
                           "out for a held-out verse")
-    run = runs.load(Path(args.run_dir), args.device)
-    if args.source and not run.task.family.explains_a_source:
+    run = runs.load(Path(args.run_dir), args.device, log=note)
+    if args.source is not None and not run.task.family.explains_a_source:
         raise ConfigError(f"--source is for translation runs; {args.run_dir} is a run of {run.task.name} "
                           f"({run.task.family.what}): leave --source out")
-    run.task.family.explain(run, log=say, source=args.source)
+    run.task.family.explain(run, log=say, source=args.source or "")
     return 0
 
 
@@ -508,7 +548,7 @@ def add_explain(sub) -> None:
     ex = sub.add_parser("explain", help="experiments that show what a trained run learned (PNG files)")
     ex.add_argument("run_dir")
     ex.add_argument("--device", default="cpu", choices=DEVICES)
-    ex.add_argument("--source", default="", help="translation runs: the sentence whose cross-attention is "
+    ex.add_argument("--source", help="translation runs: the sentence whose cross-attention is "
                     "plotted (default: a held-out verse)")
     ex.set_defaults(fn=cmd_explain)
 

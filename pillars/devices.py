@@ -71,4 +71,5 @@ def machine_name() -> str:
         pass
     units = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"),
                                           ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
-    return f"{model}{f' ({units})' if units else ''}, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"{model}{f' ({units})' if units else ''}, {n} thread{'s' if n > 1 else ''}"

@@ -179,7 +179,8 @@ def ensure(req: tasks.Requirement, device: str, log: Callable[[str], None] = pri
             return req.folder
         log(f"training {req.task} into {req.folder} (needed first; once, then cached)")
         clear(req.folder)
-        summary = train.fit(req.task, cfg, req.folder, progress=False, baselines=False, single_process=True)
+        with torch.enable_grad():   # it may be needed first inside an evaluation, under no_grad
+            summary = train.fit(req.task, cfg, req.folder, progress=False, baselines=False, single_process=True)
         if summary.get("status") != "finished":
             clear(req.folder)
             raise ConfigError(f"the training of {req.folder} was interrupted; nothing of it is kept, and the next "
@@ -288,14 +289,21 @@ def train_or_reuse(task_name: str, cfg: dict, run_dir: Path, log: Callable[[str]
 # ----------------------------------------------------------------------------- finished runs
 
 def load(run_dir: Path, device_name: str = "auto", overrides: dict | None = None,
-         need_data: bool = True) -> tasks.LoadedRun:
+         need_data: bool = True, log: Callable[[str], None] | None = None) -> tasks.LoadedRun:
     """Rebuild a finished (or checkpointed) run's job with its trained weights; `overrides` change keys
     that act at evaluation (a translation's beam, test-time flips), not the model's shape. Without
     `need_data` (sampling), a family that can rebuild the run from its saved files alone when its data has
     moved does so (a language model's `saved_job`, from tokenizer.json)."""
     run_dir = Path(run_dir)
     task_name, saved_cfg = saved_config(run_dir)
+    training_only = sorted(set(overrides or {}) & train.TRAINING_ONLY)
+    if training_only:
+        raise ConfigError(f"{', '.join(training_only)} act{'s' if len(training_only) == 1 else ''} only while a run "
+                          "trains: a trained run takes --set keys that act at evaluation (such as beam, tta_flip or "
+                          "eval_batch_size); to train with other values, train a new run")
     cfg = apply_overrides(saved_cfg, overrides or {}, "the command line")
+    if overrides:
+        train.check_config(cfg, task_name)
     task = tasks.get(task_name)
     device = resolve_device(device_name)
     summary_of(run_dir)   # a damaged summary.json names itself here, not in a family's hook
@@ -307,6 +315,9 @@ def load(run_dir: Path, device_name: str = "auto", overrides: dict | None = None
     if job is None:
         job = task.make_job(cfg, device, needs_of(task, cfg, device.type, train_missing=True))
     job.model.to(device)
+    if log is not None and not (run_dir / "model.safetensors").exists() and checkpoints(run_dir):
+        log(f"{run_dir} has not finished (it has no model.safetensors): this uses its last checkpoint, "
+            f"{checkpoints(run_dir)[-1].name}")
     try:
         load_weights(job.model, weights_path(run_dir))
     except WeightsError as e:
@@ -339,14 +350,14 @@ def weights_misfit(e: WeightsError, run_dir: Path, task_name: str, cfg: dict, ov
 
 
 def evaluate(run_dir: Path, device_name: str = "auto", overrides: dict | None = None,
-             split: str = "test") -> dict:
+             split: str = "test", log: Callable[[str], None] | None = None) -> dict:
     """A run's figures on its test set (or `split` "valid"), the whole set."""
     if split == "valid" and "valid_fraction" in saved_config(run_dir)[1] \
             and "valid_fraction" not in read_toml(Path(run_dir) / "config.toml"):
         raise ConfigError(f"{run_dir} was trained before pillars held out a validation split (its config.toml has "
                           "no valid_fraction): it trained on what is now the validation set. Evaluate it with "
                           "--split test")
-    run = load(run_dir, device_name, overrides)
+    run = load(run_dir, device_name, overrides, log=log)
     cfg = {**run.cfg, "eval_batches": 0}
     if run.job.conv and cfg["channels_last"]:   # as the loop evaluates it
         run.job.model.to(memory_format=torch.channels_last)

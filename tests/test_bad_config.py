@@ -63,6 +63,11 @@ BAD = [
     ("mnist-5k-dcgan", "conditional", "true", "unconditional"),
     ("bible-translate", "beam", "0", "at least 1"),
     ("bible-translate", "length_penalty", "-1", "at least 0"),
+    ("spoken-digits-lstm", "cell", "gru", "must be one of lstm, rnn"),
+    ("spoken-digits-lstm", "bidirectional", "both", "true or false"),
+    ("spoken-digits-lstm", "hidden", "0", "at least 1"),
+    ("spoken-digits-lstm", "layers", "0", "at least 1"),
+    ("spoken-digits-lstm", "dropout", "1", "below 1"),
 ]
 
 

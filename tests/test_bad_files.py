@@ -200,9 +200,21 @@ def test_bad_tsv_pairs_name_the_file_and_the_line(tmp_path, content, words):
     (b"  \n\n", ["empty.txt holds no text"]),
     (b"abc", ["has 3 characters", "at least 2,570 characters, or lower --set context"]),
     (b"ab\x00c" * 2000, ["line 1: a NUL byte, so this is a binary file"]),
+    (b"a" * 80000, ["holds one distinct token ('a', tokenizer char): a language model has nothing to learn"]),
 ])
 def test_a_text_file_that_cannot_train_a_language_model_is_named(tmp_path, content, words):
     (tmp_path / "empty.txt").write_bytes(content)
     err = refused("train", "text-file", "--dry-run", *sets(f"data={tmp_path / 'empty.txt'}"))
     for w in words:
         assert w in err and "empty.txt" in err, err
+
+
+def test_an_image_folder_that_is_a_file_and_a_csv_without_names_are_said(tmp_path):
+    (tmp_path / "img.png").write_bytes(b"not a folder")
+    assert "img.png is a file; give a folder" in refused("train", "image-folder", "--dry-run",
+                                                         *sets(f"data={tmp_path / 'img.png'}"))
+    write_csv(tmp_path / "headless.csv", "1.5,2", [f"{i % 7}.5,{i}" for i in range(2000)])
+    r = pillars("train", "weather-lstm", "--dry-run", *sets(f"data={tmp_path / 'headless.csv'}", "column=0"),
+                check=False)
+    assert "the first line of" in " ".join(r.stderr.split()) and "if it is data, add a line of names" in \
+        " ".join(r.stderr.split())

@@ -10,6 +10,7 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
+from pillars import runs
 from pillars.data.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from pillars.weights import WeightsError, load_weights, save_weights
 from tests.conftest import pillars, sets
@@ -222,6 +223,11 @@ BAD = [
     ("evaluate {missing}", "{missing} does not exist"), ("evaluate {file}", "{file} is a file"),
     ("evaluate {dir}", "{dir} is not a run folder"), ("evaluate {cnn} --set nope=1", "nope"),
     ("evaluate {cnn} --split train", "--split"), ("evaluate {cnn} --set width=8", "width"),
+    ("evaluate {tr} --set beam=0", "beam must be at least 1"),
+    ("evaluate {cnn} --set lr=0.1", "lr acts only while a run trains"),
+    ("train --resume {cnn} --max-steps 1", "has trained 2 steps, more than the 1 asked for"),
+    ("sample {lm} --out {lm}/model.safetensors", "is a file of the run"),
+    ("sample {lm} --out {lm}/checkpoints", "is a folder"),
     ("predict {missing} {file}", "{missing}"), ("predict {cnn} {missing}", "{missing}"),
     ("predict {cnn} {file}", "{file}"), ("predict {lm} {file}", "not an image classifier"),
     ("predict {cnn} {file} --top-k 0", "--top-k"),
@@ -253,3 +259,45 @@ def test_every_subcommand_names_a_bad_value(argv, words, cnn, lm, tr, tmp_path):
     said = one_line(r)
     assert r.returncode == 2 and words.format(**where) in said, said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.txt"] and not any((tmp_path / "dir").iterdir())
+
+
+def test_sample_writes_into_a_new_folder_and_an_unfinished_run_says_it_uses_a_checkpoint(lm, tmp_path):
+    r = pillars("sample", str(lm), "--length", "5", "--out", str(tmp_path / "new" / "folder" / "s.txt"))
+    assert (tmp_path / "new" / "folder" / "s.txt").read_text().strip()
+    run = copy(lm, tmp_path)
+    (run / "model.safetensors").unlink()
+    r = pillars("sample", str(run), "--length", "5")
+    assert "has not finished" in one_line(r) and "step-00000002" in one_line(r)
+
+
+def test_a_run_whose_checkpoints_were_removed_starts_over_keeping_its_earlier_log(cnn, tmp_path):
+    run = copy(cnn, tmp_path)
+    before = (run / "metrics.jsonl").read_text()
+    shutil.rmtree(run / "checkpoints")
+    r = pillars("train", "--resume", str(run), "--no-progress")
+    assert "has no checkpoint to continue from" in one_line(r) and "metrics-earlier-1.jsonl" in one_line(r)
+    assert (run / "metrics-earlier-1.jsonl").read_text() == before and runs.is_finished(run)
+
+
+def test_a_signal_during_the_final_evaluation_keeps_the_checkpoint_and_says_how_to_finish(cnn, tmp_path,
+                                                                                       monkeypatch):
+    import signal
+
+    from pillars.train import loop
+    run = copy(cnn, tmp_path)
+    (run / "summary.json").unlink()
+    (run / "model.safetensors").unlink()
+    evaluate = loop.evaluate
+
+    def stopped_in_the_test_evaluation(t, split, whole=False):
+        if split == "test":
+            raise KeyboardInterrupt(signal.SIGTERM)   # what the handler raises for SIGTERM
+        return evaluate(t, split, whole)
+
+    monkeypatch.setattr(loop, "evaluate", stopped_in_the_test_evaluation)
+    r = pillars("train", "--resume", str(run), "--no-progress", "--max-steps", "3", check=False)
+    assert r.returncode == 143 and "stopped during the final evaluation" in one_line(r), r.stderr[-2000:]
+    assert "pillars train --resume" in one_line(r) and (run / "checkpoints" / "step-00000003").is_dir()
+    monkeypatch.undo()
+    pillars("train", "--resume", str(run), "--no-progress", "--max-steps", "3")
+    assert runs.is_finished(run)

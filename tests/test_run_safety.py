@@ -114,6 +114,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_continued_by_resume(tmp_pat
     out = pillars("train", "fashion-cnn", "--out", str(run), "--no-progress", check=False)
     assert out.returncode == 2 and f"--resume {run}" in out.stderr
     r = pillars("train", "--resume", str(run), "--no-progress", "--set", "max_steps=3")
-    assert "before its first checkpoint" in r.stderr and runs.is_finished(run)
+    assert "has no checkpoint to continue from" in r.stderr and runs.is_finished(run)
+    assert (run / "metrics-earlier-1.jsonl").is_file()   # the killed start's log, kept aside
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(line["step"] for line in lines) == 3   # a new log: nothing of the killed start's steps

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,10 @@ def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
         raise InputFileError(f"{path}: the file is empty; the first line must name the columns, "
                              "the next lines hold one value per column")
     header = [h.strip() for h in rows[0][1]]
+    if all(is_number(h) for h in header):   # names may be numbers, but data may have no line of names
+        print(f"note: the first line of {path} ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) is read "
+              "as the names of the columns, though it holds only numbers; if it is data, add a line of names "
+              "above it", file=sys.stderr)
     index = column_index(path, header, column)
     values = []
     for line_number, row in rows[1:]:
@@ -150,6 +155,14 @@ def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
         raise InputFileError(f"{path}: column {header[index]!r} has {len(values)} value(s); a series needs "
                              "at least 2")
     return np.array(values, dtype=np.float32)
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def column_index(path: Path, header: list[str], column: str | int) -> int:

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pillars import explain, metrics
-from pillars.baselines import KneserNey
+from pillars.baselines import KneserNey, cached_baselines
 from pillars.config import ConfigError, check_multiple, write_text_atomic
 from pillars.data.registry import InputFileError, optional_cache
 from pillars.data.text import corpus_splits, read_user_text
@@ -139,6 +139,12 @@ def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model)
     tok = make_tokenizer(cfg, train_text)
     orders = ngram_orders(cfg, len(tok))
     train_ids, valid_ids, test_ids = (tok.encode(t) for t in (train_text, valid_text, test_text))
+    distinct = np.unique(train_ids)
+    if len(distinct) < 2:   # every next token is certain: a perplexity of 1 that says nothing
+        source = f"--set data={cfg['data']}" if cfg.get("data") else f"the training text of {corpus}"
+        raise InputFileError(f"{source} holds one distinct token ({tok.decode(distinct.tolist())!r}, tokenizer "
+                             f"{cfg['tokenizer']}): a language model has nothing to learn; give a text with more "
+                             "than one")
     test_chars = tok.char_lengths(test_text)
 
     def held_out(ids: np.ndarray, chars: np.ndarray) -> tuple[torch.Tensor, ...]:
@@ -166,7 +172,7 @@ def language_model_job(cfg: dict, device: torch.device, corpus: str, make_model)
     def baselines():
         if not cfg["ngram"]:
             return {}
-        return cached_baselines(lambda: ngram_baselines(train_ids, valid_ids, test_ids, test_chars, orders, tok),
+        return cached_baselines("ngram", lambda: ngram_baselines(train_ids, valid_ids, test_ids, test_chars, orders, tok),
                                 train_ids, valid_text, test_ids, test_chars, orders, tok.to_json())
 
     return LanguageJob(model=model, train=TokenWindows(torch.from_numpy(train_ids).to(device), cfg["context"],
@@ -198,26 +204,6 @@ def ngram_baselines(train_ids: np.ndarray, valid_ids: np.ndarray, test_ids: np.n
     result["unigram_perplexity"] = float(np.exp(unigram.mean()))
     if tok.lossless:
         result["unigram_bits_per_char"] = float(unigram.sum() / np.log(2) / chars[1:].sum())
-    return result
-
-
-def cached_baselines(compute, *inputs) -> dict:
-    """The n-gram baselines depend only on the token streams, the orders tried and the tokenizer: they are
-    computed once (a minute for characters) and kept under $PILLARS_HOME/baselines, keyed by a hash of all
-    of those, so runs on the same split (an LSTM and a GPT, a rerun) share them."""
-    import hashlib
-
-    from pillars import data
-    h = hashlib.sha256()
-    for x in inputs:
-        h.update(x.tobytes() if isinstance(x, np.ndarray) else repr(x).encode())
-    path = data.home() / "baselines" / f"ngram-{h.hexdigest()[:24]}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    result = compute()
-    with optional_cache("the n-gram baselines"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(result) + "\n")
     return result
 
 

@@ -379,6 +379,17 @@ def sentiment_build(make_model):
     return lambda cfg, device: build_sentiment(cfg, device, make_model)
 
 
+def padded_loss(model, batch) -> torch.Tensor:
+    """Cross-entropy of a classifier of padded sequences: batches (x, lengths, y)."""
+    x, lengths, y = batch
+    return F.cross_entropy(model(x, lengths), y)
+
+
+def padded_sums(model, batch) -> dict:
+    x, lengths, y = batch
+    return metrics.classification_sums(model(x, lengths), y)
+
+
 def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classifier) -> Job:
     from pillars.baselines import tfidf_logistic_regression, vader_predictions
     from pillars.data import text
@@ -386,14 +397,6 @@ def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classi
     train_texts, train_y = text.movie_reviews("train")
     tok = WordTokenizer.train("\n".join(train_texts), cfg["vocab_size"], specials=(PAD, UNK))
     model = make_model(cfg, len(tok))
-
-    def loss(model, batch):
-        x, lengths, y = batch
-        return F.cross_entropy(model(x, lengths), y)
-
-    def eval_sums(model, batch):
-        x, lengths, y = batch
-        return metrics.classification_sums(model(x, lengths), y)
 
     test_texts, test_y = text.movie_reviews("test")
 
@@ -409,8 +412,8 @@ def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classi
 
     # the dataset's own fixed 80/10/10 split, stratified by the sign of the score
     return Job(model=model, train=TensorBatches(on_device(train_texts, train_y), cfg["batch_size"], cfg["seed"]),
-               valid=on_device(*text.movie_reviews("valid")), test=on_device(test_texts, test_y), loss=loss,
-               eval_sums=eval_sums, summary=metrics.classification_summary, tokenizer=tok, baselines=baselines)
+               valid=on_device(*text.movie_reviews("valid")), test=on_device(test_texts, test_y), loss=padded_loss,
+               eval_sums=padded_sums, summary=metrics.classification_summary, tokenizer=tok, baselines=baselines)
 
 
 class SentimentClassifier(Family):

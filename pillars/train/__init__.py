@@ -18,10 +18,10 @@ from pillars.train.checkpoints import (WriteError, new_run_dir, rng_state, save_
 from pillars.train.distributed import Proc, all_reduce_sums, check_in_step, init_process
 from pillars.train.loop import NonFiniteLoss, StopRequested, evaluate_job, fit
 from pillars.train.optim import lr_at, make_optimizer
-from pillars.train.settings import TrainConfig, check_config, default_config, resolve_config
+from pillars.train.settings import TRAINING_ONLY, TrainConfig, check_config, default_config, resolve_config
 from pillars.weights import checkpoints, load_weights, save_weights, weights_path
 
-__all__ = ["autocast", "machine_name", "resolve_device", "WriteError", "new_run_dir", "rng_state", "save_checkpoint",
+__all__ = ["TRAINING_ONLY", "autocast", "machine_name", "resolve_device", "WriteError", "new_run_dir", "rng_state", "save_checkpoint",
            "seed_everything", "set_rng_state", "Proc", "all_reduce_sums", "check_in_step", "init_process",
            "NonFiniteLoss", "StopRequested", "evaluate_job", "fit", "lr_at", "make_optimizer", "TrainConfig",
            "check_config", "default_config", "resolve_config", "checkpoints", "load_weights", "save_weights",

@@ -218,6 +218,9 @@ def restore(t: Trainer) -> dict | None:
         moved = "; ".join(f"{why}: that checkpoint is moved to {set_aside(ckpt)}" for ckpt, why in damaged)
         t.console.print(f"warning: {moved}. Resuming from step {t.step} instead of {step_of(found[-1])}",
                         style="yellow", markup=False, highlight=False)
+    if t.step > t.total:
+        raise ConfigError(f"{t.run_dir} has trained {t.step} steps, more than the {t.total} asked for now (max_steps "
+                          "or epochs): give more to train it further, or evaluate it as it is")
     if t.step >= t.total and (t.run_dir / "summary.json").exists():
         if t.proc.main:
             t.console.print(f"{t.run_dir} already finished at step {t.step}; raise --max-steps or --epochs "
@@ -424,6 +427,28 @@ def run_steps(t: Trainer, progress: bool, on_step) -> str:
             signal.signal(s, h)
 
 
+def finish_unless_stopped(t: Trainer, status: str, baselines: bool, whole_final_eval: bool) -> dict:
+    """finish(); a Ctrl-C or SIGTERM during its evaluations stops the run there, its last checkpoint (the
+    last step's) kept, saying how to finish it: the summary of an interrupted run."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return finish(t, status, baselines, whole_final_eval)
+    except KeyboardInterrupt as e:
+        t.stopped_by = e.args[0] if e.args else signal.SIGINT
+        if t.proc.main:
+            kept = checkpoints(t.run_dir)
+            t.console.print(f"[yellow]stopped during the final evaluation at step {t.step}; the last checkpoint "
+                            f"({kept[-1].name if kept else 'none yet'}) is kept. Finish the run with: pillars train "
+                            f"--resume {t.run_dir}[/]")
+        return finish(t, "interrupted", False, False)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def finish(t: Trainer, status: str, baselines: bool, whole_final_eval: bool) -> dict:
     """The last validation figures, the one reading of the test set, the weights and summary.json."""
     test: dict = {}
@@ -487,7 +512,7 @@ def fit(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, progress
     try:
         prepare(t, resume)
         status = run_steps(t, progress, on_step)
-        return finish(t, status, baselines, whole_final_eval)
+        return finish_unless_stopped(t, status, baselines, whole_final_eval)
     except WriteError as e:
         raise WriteError(f"{e}. {what_is_kept(t, e.reason)}", e.reason) from None
     finally:

@@ -41,6 +41,13 @@ class TrainConfig:
     sync_bn: bool = False         # SyncBatchNorm under DDP (GPUs)
 
 
+# the loop's keys that act only while a run trains: changing them for an evaluation would change nothing
+TRAINING_ONLY = frozenset({"epochs", "max_steps", "batch_size", "accum_steps", "optimizer", "lr", "momentum", "betas",
+                           "weight_decay", "schedule", "warmup_steps", "min_lr_ratio", "grad_clip", "ema",
+                           "eval_every", "eval_batches", "checkpoint_every", "keep_checkpoints", "log_every", "seed",
+                           "compile", "sync_bn"})
+
+
 def default_config(task: tasks.Task) -> dict:
     cfg = defaults_of(TrainConfig)
     options = defaults_of(task.options)
