@@ -136,7 +136,7 @@ def cmd_data_export(args) -> int:
     in a folder."""
     from pillars import data
     from pillars.config import ConfigError, write_text_atomic
-    from pillars.data.registry import atomic_copy
+    from pillars.data.registry import atomic_copy, unwritable
     from pillars.data.text import as_text
     from pillars.data.vision import PHOTOS_KIND
     ds = data.get(args.name)
@@ -148,7 +148,9 @@ def cmd_data_export(args) -> int:
         folder = Path(args.out)
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"{folder} is a file; {args.name} is a set of photos: give a folder to write them to")
-        output_file(folder / ".probe", "the folder")
+        why = unwritable(folder)
+        if why:
+            raise ConfigError(f"the folder {folder} {why}; choose another place")
         paths = data.fetch(args.name, log=note)
         for name, path in paths.items():
             atomic_copy(path, folder / name)
@@ -262,11 +264,11 @@ def new_run_folder(args, cfg: dict) -> tuple[Path, bool | None]:
     run_dir = Path(args.out)
     if (run_dir / "config.toml").exists():
         if elastic and not runs.is_finished(run_dir) and not runs.settings_changed(run_dir, args.task, cfg):
-            started = bool(train.checkpoints(run_dir))
+            found = train.checkpoints(run_dir)
             note(f"{run_dir} holds this unfinished run (torchrun restart "
                  f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}): continuing it from "
-                 f"{train.checkpoints(run_dir)[-1].name if started else 'the start, as it has no checkpoint'}")
-            return run_dir, started
+                 f"{found[-1].name if found else 'the start, as it has no checkpoint'}")
+            return run_dir, bool(found)
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                           "or choose another --out")
     if run_dir.exists() and not run_dir.is_dir():

@@ -21,6 +21,11 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the valid choices."""
 
 
+def note(text: str) -> None:
+    """A note on stderr, where it stays apart from what a command writes on stdout (samples, translations)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def unknown_name_message(what: str, name: str, valid) -> str:
     valid = sorted(valid)
     close = difflib.get_close_matches(name, valid, n=1)

@@ -310,16 +310,16 @@ def load(run_dir: Path, device_name: str = "auto", overrides: dict | None = None
     saved = run_dir / "tokenizer.json"
     if saved.exists():
         tokenizers.load(saved)   # a damaged one names itself
-    saved_job = None if need_data else getattr(task.family, "saved_job", None)
-    job = saved_job(run_dir, cfg, device) if saved_job else None
+    job = None if need_data else task.family.saved_job(run_dir, cfg, device)
     if job is None:
         job = task.make_job(cfg, device, needs_of(task, cfg, device.type, train_missing=True))
     job.model.to(device)
-    if log is not None and not (run_dir / "model.safetensors").exists() and checkpoints(run_dir):
+    weights = weights_path(run_dir)
+    if log is not None and weights.parent != run_dir:
         log(f"{run_dir} has not finished (it has no model.safetensors): this uses its last checkpoint, "
-            f"{checkpoints(run_dir)[-1].name}")
+            f"{weights.parent.name}")
     try:
-        load_weights(job.model, weights_path(run_dir))
+        load_weights(job.model, weights)
     except WeightsError as e:
         raise weights_misfit(e, run_dir, task_name, saved_cfg, overrides) from None
     rebuilt = task.family.files(job).get("tokenizer.json")

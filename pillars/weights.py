@@ -115,7 +115,7 @@ def _remedy(path: Path, model: nn.Module | None) -> str:
         candidate = checkpoint_weights(ckpt)
         if ckpt == path.parent or not _intact(candidate, model):
             continue
-        step = int(ckpt.name.removeprefix("step-"))
+        step = step_of(ckpt)
         if in_checkpoint:
             return (f"The checkpoint before it, {ckpt.name}, is intact: move {path.parent} out of "
                     f"{run_dir / 'checkpoints'} and the run continues from step {step}")
@@ -141,6 +141,11 @@ def _is_tied(model: nn.Module, key: str) -> bool:
 def checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (a folder appears only when it is complete)."""
     return sorted((Path(run_dir) / "checkpoints").glob("step-*"))
+
+
+def step_of(checkpoint: Path) -> int:
+    """The step of a checkpoint folder (checkpoints/step-N)."""
+    return int(checkpoint.name.removeprefix("step-"))
 
 
 def checkpoint_weights(checkpoint: Path) -> Path:

@@ -191,7 +191,8 @@ def load_image_folder(root: str | Path, size: int, channels: int = 0,
     validation images out of the training arrays, as it does for every image dataset.)"""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise InputFileError(f"image folder {root} {'is a file' if root.exists() else 'does not exist'}; give a folder of class sub-folders, e.g. "
+        what = "is a file" if root.exists() else "does not exist"
+        raise InputFileError(f"image folder {root} {what}; give a folder of class sub-folders, e.g. "
                              f"--set data=photos/ with photos/cat/*.jpg and photos/dog/*.jpg")
     split = any((root / part).is_dir() for part in SPLITS)
     parts = _split_folders(root, test_fraction) if split else {"train": _class_folders(root)}

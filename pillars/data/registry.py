@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from pillars.config import write_text_atomic
+from pillars.config import note, write_text_atomic
 
 
 class DataError(RuntimeError):
@@ -100,9 +100,9 @@ def optional_cache(what: str):
             raise
         if str(home()) not in _noted_homes:
             _noted_homes.add(str(home()))
-            print(f"note: the data cache {home()} cannot be written ({reason}): {what}, and whatever else this "
-                  "run would keep there, are not cached and will be computed again next time. Set PILLARS_HOME to "
-                  "a writable folder to keep them", file=sys.stderr)
+            note(f"note: the data cache {home()} cannot be written ({reason}): {what}, and whatever else this "
+                 "run would keep there, are not cached and will be computed again next time. Set PILLARS_HOME to "
+                 "a writable folder to keep them")
 
 
 def sha256_of(path: Path) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from pillars.config import note
 from pillars.data.registry import Dataset, InputFileError, Installed, PyPI, RawFile, Web, load, register
 from pillars.data.text import read_user_text
 
@@ -130,9 +130,9 @@ def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
                              "the next lines hold one value per column")
     header = [h.strip() for h in rows[0][1]]
     if all(is_number(h) for h in header):   # names may be numbers, but data may have no line of names
-        print(f"note: the first line of {path} ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) is read "
-              "as the names of the columns, though it holds only numbers; if it is data, add a line of names "
-              "above it", file=sys.stderr)
+        note(f"note: the first line of {path} ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) is read "
+             "as the names of the columns, though it holds only numbers; if it is data, add a line of names "
+             "above it")
     index = column_index(path, header, column)
     values = []
     for line_number, row in rows[1:]:

@@ -128,6 +128,11 @@ class Family:
             out["inputs.json"] = json.dumps(dataclasses.asdict(job.inputs), indent=2) + "\n"
         return out
 
+    def saved_job(self, run_dir: Path, cfg: dict, device: torch.device) -> Job | None:
+        """The run rebuilt from its saved files alone (no data), for sampling when its data has moved; None
+        where the family cannot, or need not (the task then rebuilds the run from its data)."""
+        return None
+
     def explain(self, run: LoadedRun, log: Callable[[str], None], light: bool = False, source: str = "") -> dict:
         """The experiments that show what the run learned: writes PNG files into the run folder, prints what
         it wrote through `log`, returns the figures as a dict."""

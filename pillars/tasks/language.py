@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 
 from pillars import explain, metrics
 from pillars.baselines import KneserNey, cached_baselines
-from pillars.config import ConfigError, check_multiple, write_text_atomic
+from pillars.config import ConfigError, check_multiple, note, write_text_atomic
 from pillars.data.registry import InputFileError, optional_cache
 from pillars.data.text import corpus_splits, read_user_text
 from pillars.data.batches import TokenWindows, scored_windows
@@ -314,11 +313,6 @@ def unknown_tokens(run: LoadedRun, prompt: str) -> None:
     known = "those of its training text" if tok.kind == "char" else "the most frequent of its training text"
     note(f"the prompt's {what} {shown} {'is' if len(unknown) == 1 else 'are'} not in the vocabulary of {run.run_dir} "
          f"({len(tok) - 1:,} {what}, {known}): each became {became}")
-
-
-def note(text: str) -> None:
-    """A note on stderr: a family's `log` is stdout, where the samples go."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def generated_text(job: LanguageJob, prompt: str = "The Congress", length: int = 400, seed: int = 0) -> dict:

@@ -1,7 +1,6 @@
 """Translation: an encoder-decoder Transformer from Spanish to English, scored with sacreBLEU and chrF."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -10,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pillars import explain, metrics
-from pillars.config import ConfigError, Range, check_multiple
+from pillars.config import ConfigError, Range, check_multiple, note
 from pillars.data import text
 from pillars.data.batches import TensorBatches
 from pillars.data.tokenizers import PAD, BPETokenizer
@@ -104,11 +103,6 @@ def say_cut(tok, encoded: dict[str, np.ndarray], most: int, why: str, warn: Call
             kept_end = " ".join(tok.decode(ids[:most]).split()[-4:])
             warn(f"{name} has {len(ids)} tokens, more than the {most} the model reads ({why}): only its first "
                  f"{most} tokens, up to {kept_end!r}, are translated; split it into shorter sentences")
-
-
-def note(text: str) -> None:
-    """A note on stderr: stdout has the translations."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def build_translation(cfg: dict, device: torch.device) -> TranslationJob:

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 
 from pillars.config import ConfigError
 from pillars.data.registry import os_error_text
-from pillars.weights import WeightsError, checkpoints, save_weights
+from pillars.weights import WeightsError, checkpoints, save_weights, step_of
 
 # what loading a damaged file raises: cut short (OSError, RuntimeError, EOFError, SafetensorError), a pickle
 # that weights_only refuses (UnpicklingError), a state of something else (ValueError, KeyError, TypeError,
@@ -174,10 +174,6 @@ def save_state(state: dict, path: Path) -> None:
 def load_state(checkpoint: Path) -> dict:
     """A checkpoint's state.pt (tensors and plain values only: nothing is unpickled as code)."""
     return torch.load(checkpoint / "state.pt", weights_only=True, map_location="cpu")
-
-
-def step_of(checkpoint: Path) -> int:
-    return int(checkpoint.name.split("-")[-1])
 
 
 def set_aside(checkpoint: Path) -> Path:

@@ -39,13 +39,12 @@ from pillars.data.batches import eval_batches
 from pillars.devices import autocast, machine_name, resolve_device, resolve_precision
 from pillars.plots import save_image_grid
 from pillars.train.checkpoints import (DamagedCheckpoint, WriteError, load_state, reading, remove_partial_checkpoints,
-                                       rng_state, save_checkpoint, seed_everything, set_aside, set_rng_state,
-                                       step_of, written)
+                                       rng_state, save_checkpoint, seed_everything, set_aside, set_rng_state, written)
 from pillars.train.distributed import (Proc, agree_to_stop, all_reduce_sums, check_in_step, init_process,
                                        mean_over_processes)
 from pillars.train.log import MetricsLog, default_console, figures_text, progress_bar
 from pillars.train.optim import lr_at, make_optimizer, moving_average
-from pillars.weights import checkpoints, load_weights, save_weights
+from pillars.weights import checkpoints, load_weights, save_weights, step_of
 
 
 class NonFiniteLoss(RuntimeError):
