@@ -44,35 +44,45 @@ class KneserNey:
         return key
 
     def fit(self, tokens: np.ndarray) -> "KneserNey":
+        """Count every order once: the k-grams' counts (the top level of a model of order k) and their
+        continuation counts, read off the distinct (k+1)-grams (its lower levels). A model of any order up
+        to N then shares them (`log_probs(tokens, order)`), so choosing the order costs one fit."""
         tokens = np.asarray(tokens, dtype=np.int64)
-        self.levels = []   # per order k: (ngram keys, their counts, history keys, history totals, history types, D)
-        for k in range(1, self.order + 1):
-            grams, counts = np.unique(self._keys(tokens, k), return_counts=True)
-            if k < self.order:   # continuation counts: distinct left neighbours of each k-gram
-                longer = np.unique(self._keys(tokens, k + 1))
-                grams, counts = np.unique(longer % self.V ** k, return_counts=True)
-            n1, n2 = np.sum(counts == 1), np.sum(counts == 2)
-            D = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
-            hist = grams // self.V
-            hkeys, hstart = np.unique(hist, return_index=True)
-            totals = np.add.reduceat(counts, hstart)
-            types = np.diff(np.append(hstart, len(hist)))
-            self.levels.append((grams, counts, hkeys, totals, types, D))
+        counted = [np.unique(self._keys(tokens, k), return_counts=True) for k in range(1, self.order + 1)]
+        continued = [np.unique(longer % self.V ** k, return_counts=True)   # distinct left neighbours
+                     for k, (longer, _) in enumerate(counted[1:], start=1)]
+        self.raw = [self._level(*c) for c in counted]
+        self.continuation = [self._level(*c) for c in continued]
         return self
+
+    def _level(self, grams: np.ndarray, counts: np.ndarray) -> tuple:
+        """(n-gram keys, their counts, history keys, history totals, history types, D) of one order."""
+        n1, n2 = np.sum(counts == 1), np.sum(counts == 2)
+        D = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+        hist = grams // self.V
+        hkeys, hstart = np.unique(hist, return_index=True)
+        totals = np.add.reduceat(counts, hstart)
+        types = np.diff(np.append(hstart, len(hist)))
+        return grams, counts, hkeys, totals, types, D
 
     @staticmethod
     def _lookup(keys: np.ndarray, table: np.ndarray, values: np.ndarray) -> np.ndarray:
         pos = np.clip(np.searchsorted(table, keys), 0, len(table) - 1)
         return np.where(table[pos] == keys, values[pos], 0)
 
-    def log_probs(self, tokens: np.ndarray) -> np.ndarray:
+    def log_probs(self, tokens: np.ndarray, order: int | None = None) -> np.ndarray:
         """Natural-log probability of tokens[i] given up to order-1 tokens before it, for i >= 1 (the first
-        token has no history and is not scored, as in the neural model's targets)."""
+        token has no history and is not scored, as in the neural model's targets), under the model of
+        `order` (default: the order fitted; a lower one shares the counts)."""
+        order = order or self.order
+        if not 1 <= order <= self.order:
+            raise ValueError(f"order {order} is not between 1 and the fitted order {self.order}")
         tokens = np.asarray(tokens, dtype=np.int64)
-        padded = np.concatenate([np.zeros(self.order - 1, dtype=np.int64), tokens])
+        padded = np.concatenate([np.zeros(order - 1, dtype=np.int64), tokens])
         n = len(tokens) - 1
         p = np.full(n, 1.0 / self.V)
-        for k, (grams, counts, hkeys, totals, types, D) in enumerate(self.levels, start=1):
+        levels = self.continuation[:order - 1] + [self.raw[order - 1]]
+        for k, (grams, counts, hkeys, totals, types, D) in enumerate(levels, start=1):
             keys = self._keys(padded, k)[-n:]
             hist = keys // self.V
             total = self._lookup(hist, hkeys, totals).astype(np.float64)

@@ -65,14 +65,21 @@ def test_kneser_ney_is_a_distribution_and_beats_lower_orders_on_structured_text(
     V = 6
     train = rng.integers(0, V, 3000)
     train[1::2] = (train[::2] + 1) % V          # every odd token follows from the one before
+    highest = KneserNey(3, V).fit(train)   # one fit serves every order up to 3
     for order in (1, 2, 3):
-        kn = KneserNey(order, V).fit(train)
-        for history in ([0, 1], [5, 5], [2, 3]):
-            total = sum(np.exp(kn.log_probs(np.array(history + [w]))[-1]) for w in range(V))
-            assert total == pytest.approx(1.0, abs=1e-9)
+        for kn, asked in ((KneserNey(order, V).fit(train), None), (highest, order)):
+            for history in ([0, 1], [5, 5], [2, 3]):
+                total = sum(np.exp(kn.log_probs(np.array(history + [w]), asked)[-1]) for w in range(V))
+                assert total == pytest.approx(1.0, abs=1e-9)
     test = train[:1000]
     nll = [-KneserNey(o, V).fit(train).log_probs(test).mean() for o in (1, 2, 3)]
     assert nll[1] < nll[0] - 0.3 and nll[2] <= nll[1] + 1e-3
+    # a lower order read from the higher fit is the model of that order: its top level counts n-grams,
+    # the levels below count continuations (not the higher model's levels cut short)
+    for order in (1, 2):
+        assert np.array_equal(highest.log_probs(test, order), KneserNey(order, V).fit(train).log_probs(test))
+    with pytest.raises(ValueError, match="order 4 is not between 1 and the fitted order 3"):
+        highest.log_probs(test, 4)
 
 
 def test_naive_forecasts():

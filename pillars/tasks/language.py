@@ -185,15 +185,16 @@ def ngram_baselines(train_ids: np.ndarray, valid_ids: np.ndarray, test_ids: np.n
                     orders: list[int], tok: Tokenizer) -> dict[str, float]:
     """Kneser-Ney of the order (among `orders`) that predicts the validation text best, fitted without it,
     and the unigram floor, both on the test text."""
+    kn = KneserNey(max(orders), len(tok)).fit(train_ids)
     order = orders[0]
     if len(orders) > 1:
         best = None
         for k in orders:
-            loss = -KneserNey(k, len(tok)).fit(train_ids).log_probs(valid_ids).mean()
+            loss = -kn.log_probs(valid_ids, k).mean()
             if best is not None and loss >= best:
                 break   # past the best order the counts get too sparse and the loss rises again
             best, order = loss, k
-    nll = -KneserNey(order, len(tok)).fit(train_ids).log_probs(test_ids)
+    nll = -kn.log_probs(test_ids, order)
     result = {"kneser_ney_order": order, "kneser_ney_perplexity": float(np.exp(nll.mean()))}
     if tok.lossless:
         result["kneser_ney_bits_per_char"] = float(nll.sum() / np.log(2) / chars[1:].sum())
@@ -281,23 +282,54 @@ class LanguageModel(Family):
 
     def sample(self, run: LoadedRun, request: SampleRequest, log: Callable[[str], None]) -> None:
         """`request.n` continuations of the prompt (a new paragraph when none is given), on stdout or in a file."""
-        if request.class_name:
-            raise ConfigError("--class is for GAN runs (fashion-cdcgan); a language model takes --prompt")
-        n = 1 if request.n is None else request.n
-        if request.length < 1 or n < 1 or request.top_k < 0 or not 0 <= request.top_p <= 1:
-            raise ConfigError("--length and --n must be at least 1, --top-k at least 0, --top-p between 0 and 1")
         if request.out and Path(request.out).suffix.lower() in (".png", ".jpg", ".jpeg"):
             raise ConfigError(f"--out {request.out}: a language model writes text, not an image; name a text file "
                               "(e.g. sample.txt)")
-        unknown_tokens(run, request.prompt)
-        texts = generate_texts(run.job.model, run.job.tokenizer, request.prompt or "\n\n", n, request.length,
-                               request.temperature, request.top_k, request.top_p, request.seed)
+        texts = self.generated_texts(run, request)
         joined = "\n\n---\n\n".join(t.strip("\n") for t in texts) + "\n"
         if request.out:
             write_text_atomic(Path(request.out), joined)
             log(f"wrote {len(texts)} sample(s) to {request.out}")
         else:
             print(joined, end="")
+
+    def generated_texts(self, run: LoadedRun, request: SampleRequest) -> list[str]:
+        """`request.n` continuations of the prompt (a new paragraph when none is given), each including it:
+        what `sample` shows, for the Python API."""
+        if request.class_name:
+            raise ConfigError("--class is for GAN runs (fashion-cdcgan); a language model takes --prompt")
+        n = 1 if request.n is None else request.n
+        if request.length < 1 or n < 1 or request.top_k < 0 or not 0 <= request.top_p <= 1:
+            raise ConfigError("--length and --n must be at least 1, --top-k at least 0, --top-p between 0 and 1")
+        unknown_tokens(run, request.prompt)
+        return generate_texts(run.job.model, run.job.tokenizer, request.prompt or "\n\n", n, request.length,
+                              request.temperature, request.top_k, request.top_p, request.seed)
+
+    def graph(self, run: LoadedRun):
+        """The network as exported: token ids (batch, length) -> next-token logits (batch, length, vocab), the
+        recurrent state or the KV cache left out; a GPT reads at most its context. The example input is the
+        start of the test text."""
+        from pillars.export import Graph
+        model, tok = run.job.model, run.job.tokenizer
+        text = run.job.test_text or "The Congress"   # a run rebuilt without its text (`saved_job`): the tour's prompt
+        ids = torch.from_numpy(tok.encode(text)[:16]).long().to(run.device)
+        if len(ids) < 2:   # the exporter fixes a length of 1 as a constant
+            raise ConfigError(f"the text {text[:40]!r} has fewer than 2 tokens of {run.run_dir}'s vocabulary to "
+                              "trace the network with")
+        context = getattr(model.cfg, "context", None)   # a GPT's; an LSTM reads any length
+        return Graph(TokenLogits(model), {"tokens": ids[None].expand(2, -1).contiguous()},
+                     {"tokens": {0: "batch", 1: ("length", context)}}, ["logits"])
+
+
+class TokenLogits(nn.Module):
+    """A language model's forward without its recurrent state or KV cache: token ids -> logits."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens)[0]
 
 
 def unknown_tokens(run: LoadedRun, prompt: str) -> None:
