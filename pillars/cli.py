@@ -132,29 +132,31 @@ TEXT_KIND = "language modelling"   # the kind of pillars.data.text's corpora: on
 
 
 def cmd_data_export(args) -> int:
-    """A text corpus as one UTF-8 file (for the text-file task, or any other tool); a set of photos as files
-    in a folder."""
+    """A text corpus as one UTF-8 file (for the text-file task, or any other tool); a set of photos or
+    recordings (to try `pillars predict` on) as files in a folder."""
     from pillars import data
     from pillars.config import ConfigError, write_text_atomic
     from pillars.data.registry import atomic_copy, unwritable
+    from pillars.data.speech import RECORDINGS_KIND
     from pillars.data.text import as_text
     from pillars.data.vision import PHOTOS_KIND
     ds = data.get(args.name)
-    exported = [d.name for d in data.REGISTRY.values() if d.kind in (TEXT_KIND, PHOTOS_KIND)]
-    if ds.kind not in (TEXT_KIND, PHOTOS_KIND):
-        raise ConfigError(f"{args.name} is not a text corpus or a set of photos; export takes "
+    of_files = {PHOTOS_KIND: "photos", RECORDINGS_KIND: "recordings"}   # kind -> its meta's key and word
+    exported = [d.name for d in data.REGISTRY.values() if d.kind == TEXT_KIND or d.kind in of_files]
+    if ds.kind != TEXT_KIND and ds.kind not in of_files:
+        raise ConfigError(f"{args.name} is not a text corpus or a set of photos or recordings; export takes "
                           f"{', '.join(exported[:-1])} or {exported[-1]}")
-    if ds.kind == PHOTOS_KIND:
-        folder = Path(args.out)
+    if ds.kind in of_files:
+        folder, what = Path(args.out), of_files[ds.kind]
         if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"{folder} is a file; {args.name} is a set of photos: give a folder to write them to")
+            raise ConfigError(f"{folder} is a file; {args.name} is a set of {what}: give a folder to write them to")
         why = unwritable(folder)
         if why:
             raise ConfigError(f"the folder {folder} {why}; choose another place")
         paths = data.fetch(args.name, log=note)
         for name, path in paths.items():
             atomic_copy(path, folder / name)
-            say(f"{folder / name}: {ds.meta['photos'][name]}")
+            say(f"{folder / name}: {ds.meta[what][name]}")
         return 0
     out_file = Path(args.out)
     if out_file.is_dir():
@@ -226,7 +228,7 @@ def cmd_train(args) -> int:
         console.print(f"dry run ok: {summary['final']}")
         return 0
     proc = train.init_process(cfg["device"])
-    run_dir, earlier = decided_by_main(proc, lambda: new_run_folder(args, cfg))
+    run_dir, earlier = decided_by_main(proc, lambda: runs.new_run_folder(args.task, args.out, args.runs, cfg))
     if earlier is not None:   # torchrun restarted its workers: continue the run they were training
         return exit_status(runs.start(args.task, cfg, run_dir, resume=earlier, log=note,
                                       progress=not args.no_progress))
@@ -245,43 +247,6 @@ def exit_status(summary: dict) -> int:
     """0 for a finished run; for one stopped by a signal after its checkpoint, 128 + the signal's number
     (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a program the signal ended."""
     return 128 + summary["signal"] if summary.get("status") == "interrupted" and summary.get("signal") else 0
-
-
-def new_run_folder(args, cfg: dict) -> tuple[Path, bool | None]:
-    """--out, or runs/TASK, runs/TASK-2, ... (decided by the main process under torchrun), and whether it
-    continues a run: None for a new one; under torchrun, True (from its last checkpoint) or False (from the
-    start) when --out holds an unfinished run of the same settings, which is what torchrun's elastic agent
-    asks of a restarted worker (`--max-restarts`)."""
-    from pillars import runs, train
-    from pillars.config import ConfigError
-    from pillars.data.registry import unwritable
-    elastic = os.environ.get("TORCHELASTIC_RUN_ID") is not None
-    if not args.out:
-        if elastic and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
-            raise ConfigError("torchrun --max-restarts restarts the workers with the same command: give the run "
-                              "a folder with --out RUN_DIR, so that a restart continues it there")
-        return train.new_run_dir(Path(args.runs), args.task), None
-    run_dir = Path(args.out)
-    if (run_dir / "config.toml").exists():
-        if elastic and not runs.is_finished(run_dir) and not runs.settings_changed(run_dir, args.task, cfg):
-            found = train.checkpoints(run_dir)
-            note(f"{run_dir} holds this unfinished run (torchrun restart "
-                 f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}): continuing it from "
-                 f"{found[-1].name if found else 'the start, as it has no checkpoint'}")
-            return run_dir, bool(found)
-        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                          "or choose another --out")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a folder: choose another --out")
-    foreign = runs.foreign_files(run_dir)
-    if foreign:
-        raise ConfigError(f"--out {run_dir} holds files that are not a pillars run ({', '.join(foreign[:5])}"
-                          f"{', ...' if len(foreign) > 5 else ''}); nothing was written there. Choose a new "
-                          "or empty folder")
-    why = unwritable(run_dir)
-    if why:
-        raise ConfigError(f"--out {run_dir} {why}: nothing was written there. Choose a folder that can be written")
-    return run_dir, None
 
 
 def resume(args, overrides: dict) -> int:
@@ -383,6 +348,15 @@ def cmd_translate(args) -> int:
     for sentence, translation in zip(args.sentences, translations):   # translations on stdout, one a line
         console.print(f"[dim]{escape(sentence)}[/]")
         print(translation, flush=True)
+    return 0
+
+
+def cmd_export(args) -> int:
+    """The run as an ONNX model (pillars.export): RUN_DIR/model.onnx unless --out names the file."""
+    from pillars import export
+    out_file = output_file(Path(args.out), "--out") if args.out else None
+    path = export.export_run(Path(args.run_dir), out_file, args.device, log=note)
+    say(f"wrote {path}")
     return 0
 
 
@@ -507,12 +481,12 @@ def add_evaluate(sub) -> None:
 
 
 def add_predict(sub) -> None:
-    pr = sub.add_parser("predict", help="classify image files with a trained image run")
+    pr = sub.add_parser("predict", help="classify image files, or WAV recordings, with a trained run")
     pr.add_argument("run_dir")
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("images", nargs="+", metavar="FILE")
     pr.add_argument("--top-k", dest="top_k", type=int, default=3)
     pr.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
-                    help="invert the grey levels; auto: when the model was trained on light objects on black "
+                    help="images only: invert the grey levels; auto: when the model was trained on light objects on black "
                          "(Fashion-MNIST, MNIST) and the photo's corners are light")
     pr.add_argument("--device", default="cpu", choices=DEVICES)
     pr.set_defaults(fn=cmd_predict)
@@ -544,6 +518,15 @@ def add_translate(sub) -> None:
     tr.add_argument("--beam", type=int, default=4, help="beam width (1: greedy)")
     tr.add_argument("--device", default="cpu", choices=DEVICES)
     tr.set_defaults(fn=cmd_translate)
+
+
+def add_export(sub) -> None:
+    ex = sub.add_parser("export", help="a trained image classifier, language model or GAN generator as an ONNX model")
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="onnx (ONNX Runtime and other runtimes)")
+    ex.add_argument("--out", help="the file to write (default: RUN_DIR/model.onnx)")
+    ex.add_argument("--device", default="cpu", choices=DEVICES)
+    ex.set_defaults(fn=cmd_export)
 
 
 def add_explain(sub) -> None:
@@ -611,8 +594,8 @@ def add_data(sub) -> None:
     di.set_defaults(fn=cmd_data_info)
 
 
-BUILDERS = (add_train, add_evaluate, add_predict, add_sample, add_translate, add_explain, add_tour, add_experiment,
-            add_list, add_data)
+BUILDERS = (add_train, add_evaluate, add_predict, add_sample, add_translate, add_explain, add_export, add_tour,
+            add_experiment, add_list, add_data)
 
 
 def build_parser() -> argparse.ArgumentParser:

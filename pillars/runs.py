@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from pillars import tasks, train
-from pillars.config import ConfigError, apply_overrides, read_toml, write_toml
+from pillars.config import ConfigError, apply_overrides, note, read_toml, write_toml
 from pillars.data import tokenizers
 from pillars.data.registry import DataError, InputFileError, unwritable
 from pillars.devices import resolve_device
@@ -363,3 +363,36 @@ def evaluate(run_dir: Path, device_name: str = "auto", overrides: dict | None = 
         run.job.model.to(memory_format=torch.channels_last)
     return train.evaluate_job(run.job, run.job.model, cfg, run.device, train.Proc(), split)
 
+
+def new_run_folder(task: str, out: str | Path | None, runs_dir: str | Path, cfg: dict) -> tuple[Path, bool | None]:
+    """--out, or runs/TASK, runs/TASK-2, ... (decided by the main process under torchrun), and whether it
+    continues a run: None for a new one; under torchrun, True (from its last checkpoint) or False (from the
+    start) when --out holds an unfinished run of the same settings, which is what torchrun's elastic agent
+    asks of a restarted worker (`--max-restarts`)."""
+    elastic = os.environ.get("TORCHELASTIC_RUN_ID") is not None
+    if not out:
+        if elastic and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+            raise ConfigError("torchrun --max-restarts restarts the workers with the same command: give the run "
+                              "a folder with --out RUN_DIR, so that a restart continues it there")
+        return train.new_run_dir(Path(runs_dir), task), None
+    run_dir = Path(out)
+    if (run_dir / "config.toml").exists():
+        if elastic and not is_finished(run_dir) and not settings_changed(run_dir, task, cfg):
+            found = train.checkpoints(run_dir)
+            note(f"{run_dir} holds this unfinished run (torchrun restart "
+                 f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}): continuing it from "
+                 f"{found[-1].name if found else 'the start, as it has no checkpoint'}")
+            return run_dir, bool(found)
+        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                          "or choose another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder: choose another --out")
+    foreign = foreign_files(run_dir)
+    if foreign:
+        raise ConfigError(f"--out {run_dir} holds files that are not a pillars run ({', '.join(foreign[:5])}"
+                          f"{', ...' if len(foreign) > 5 else ''}); nothing was written there. Choose a new "
+                          "or empty folder")
+    why = unwritable(run_dir)
+    if why:
+        raise ConfigError(f"--out {run_dir} {why}: nothing was written there. Choose a folder that can be written")
+    return run_dir, None

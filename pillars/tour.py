@@ -59,15 +59,32 @@ STAGES = (
           "the LSTM's gated cell (Hochreiter & Schmidhuber 1997) lets that state keep context for long "
           "stretches. Here it reads the State of the Union addresses character by character and predicts "
           "the next one.",
-          # ngram_order 9: the order the validation search picks on this split, fixed to save its minute
-          quick={"max_steps": 900, "eval_batches": 16, "ngram_order": 9}, scaled="max_steps",
+          quick={"max_steps": 900, "eval_batches": 16}, scaled="max_steps",
           train_s=170, explain_s=30, datasets=("sotu",), full_s=560, short={"eval_batches": 4}),
+    Stage("speech", "Recurrent networks: speech", "spoken-digits-lstm",
+          "The same LSTM cell reads a spoken word as a sequence of short sound frames (13 mel-frequency "
+          "cepstral coefficients every few milliseconds) and names the digit, beside the recognisers that came "
+          "before it: nearest neighbour under dynamic time warping, and one hidden Markov model per word.",
+          quick={}, scaled="epochs", train_s=0, explain_s=5, datasets=("spoken-digits",), full_only=True,
+          full_s=100),
+    Stage("stock-return", "Recurrent networks: forecasting returns", "stock-forecast",
+          "An LSTM reads the S&P 500's past daily returns and forecasts tomorrow's, scored on the test years "
+          "against the random walk (tomorrow's price is today's) with a Diebold-Mariano test: what a price "
+          "forecaster must beat before its forecast says anything.",
+          quick={}, scaled="epochs", train_s=0, explain_s=5, datasets=("stock-indices",), full_only=True,
+          full_s=15, full={"series": "sp500", "target": "return"}),
+    Stage("stock-volatility", "Recurrent networks: forecasting volatility", "stock-forecast",
+          "The same LSTM forecasts the S&P 500's realised variance over the next week, against GARCH(1,1) "
+          "fitted on the training years: how much prices will move is forecastable where their direction "
+          "is not.",
+          quick={}, scaled="epochs", train_s=0, explain_s=5, datasets=("stock-indices",), full_only=True,
+          full_s=15, full={"series": "sp500", "target": "volatility"}),
     Stage("gpt", "Transformers", "sotu-char-gpt",
           "A Transformer (Vaswani et al. 2017) lets every position read every earlier position directly "
           "through attention, instead of through a chain of states. This small GPT reads the same "
           "characters as the LSTM, so the two compare in bits per character.",
           quick={"max_steps": 700, "width": 128, "context": 128, "warmup_steps": 50, "dropout": 0.0,
-                 "eval_batches": 16, "ngram_order": 9}, scaled="max_steps", train_s=170, explain_s=20, datasets=("sotu",),
+                 "eval_batches": 16}, scaled="max_steps", train_s=170, explain_s=20, datasets=("sotu",),
           full_s=600, short={"eval_batches": 4}),
     Stage("translate", "Transformers: translation", "bible-translate",
           "An encoder-decoder Transformer translates Spanish verses into English; the decoder's "

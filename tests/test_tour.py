@@ -25,8 +25,28 @@ def test_budget_scales_training_and_keeps_a_floor():
     assert tiny["lstm"]["eval_batches"] == 4 and quick["lstm"]["eval_batches"] == 16 and "eval_batches" not in quick["cnn"]
     full = {s.key: o for s, o in tour.plan(full=True)}
     assert "translate" in full and full["cnn"] == {}   # the tasks' own (README) configurations
+    assert list(full) == ["cnn", "lstm", "speech", "stock-return", "stock-volatility", "gpt", "translate", "gan"]
+    assert full["stock-volatility"] == {"series": "sp500", "target": "volatility"}
     with pytest.raises(ConfigError, match="--budget"):
         tour.plan(0)
+
+
+def test_the_full_tours_stock_stages_train_explain_and_reach_the_report(tmp_path):
+    """The --full tour's two stock stages, each cut to one epoch, through the tour's own stage runner: their
+    runs, their explain figure and verdict, and their rows and figures in the report."""
+    import io
+
+    from rich.console import Console
+    stages = [(s, {**o, "epochs": 1}) for s, o in tour.plan(full=True) if s.task == "stock-forecast"]
+    console = Console(file=io.StringIO(), width=200)
+    results = tour.run_stages(stages, tmp_path, tour.Progress(console, 1.0, False), console, "cpu", False, True, 0)
+    rows = tour.summary_rows(stages, results)
+    assert rows[0]["result"].startswith("price forecast") and "than the random walk (MASE" in rows[0]["result"]
+    assert rows[1]["result"].startswith("weekly variance forecast") and "GARCH(1,1) (QLIKE" in rows[1]["result"]
+    page = tour.write_report(tmp_path, stages, results, rows, tour.DEFAULT_BUDGET, True, 60.0).read_text()
+    for stage, _ in stages:
+        assert (tmp_path / stage.key / "stock_forecasts.png").stat().st_size > 0
+    assert page.count('alt="stock_forecasts.png"') == 2 and "DM p=" in page
 
 
 def test_report_shows_what_the_family_lists_with_test_and_validation_figures(tmp_path):

@@ -46,7 +46,7 @@ class Job:
     eval_sums: Callable[[nn.Module, tuple], dict[str, torch.Tensor]]  # additive sums of one batch
     summary: Callable[[dict[str, float]], dict[str, float]]          # sums of the set -> figures
     conv: bool = False    # a conv net: trained in channels_last memory format
-    inputs: "ImageInputs | None" = None   # how raw images become model inputs (for predict, explain)
+    inputs: object = None   # how a user's files become model inputs (ImageInputs, SpeechInputs): predict, explain
     tokenizer: object = None              # text tasks: a data.tokenizers.Tokenizer, saved as tokenizer.json
     baselines: "Callable[[], dict[str, float]] | None" = None   # non-neural figures on the same test set
     tokens_per_sample: int = 0   # text tasks: tokens in one training example, to report tokens/s
@@ -156,6 +156,27 @@ class Family:
         raise ConfigError(f"{run_dir} holds a {self.what}, not an image classifier: predict takes runs of image "
                           "classifiers")
 
+    def probabilities(self, run: LoadedRun, source, invert: str = "auto") -> torch.Tensor:
+        """The class probabilities of one input (an image, a recording), in the order of the run's classes
+        (`run.job.inputs.classes`): what `predict` shows, for the Python API."""
+        raise ConfigError(f"{run.run_dir} holds a {self.what}, not a classifier: predict takes runs of image "
+                          "classifiers and spoken-digit classifiers")
+
+    def generated_texts(self, run: LoadedRun, request: SampleRequest) -> list[str]:
+        """A language model's continuations of `request.prompt`: what `sample` shows, for the Python API."""
+        raise ConfigError(f"{run.run_dir} is a run of {run.task.name} ({self.what}): generate takes runs of "
+                          "language models")
+
+    def generated_images(self, run: LoadedRun, request: SampleRequest) -> tuple[torch.Tensor, str]:
+        """A GAN's images (n, C, H, W) in [0, 1], and what they are: what `sample` draws, for the Python API."""
+        raise ConfigError(f"{run.run_dir} is a run of {run.task.name} ({self.what}): sample takes runs of GANs "
+                          "(a language model's text: generate)")
+
+    def graph(self, run: LoadedRun):
+        """What `pillars export` writes as an ONNX model: a pillars.export.Graph."""
+        raise ConfigError(f"{run.run_dir} is a run of {run.task.name} ({self.what}): export takes runs of image "
+                          "classifiers, language models and GANs")
+
 
 @dataclass(frozen=True)
 class Task:
@@ -175,6 +196,32 @@ class Task:
 
     def make_job(self, cfg: dict, device: torch.device, needs: dict | None = None) -> Job:
         return self.build(cfg, device, needs or {}) if self.requires else self.build(cfg, device)
+
+
+def trained_from_inputs(run_dir: Path, cfg: dict, device: torch.device, read_inputs: Callable[[dict], object],
+                        network: Callable[[dict, object], nn.Module], build: Callable[..., Job]) -> tuple[nn.Module, object]:
+    """A run's trained network and its inputs (how a user's file becomes the model's input: `Job.inputs`,
+    saved as inputs.json and read back by `read_inputs`), rebuilt by `network` without reading the training
+    data, which may have moved; a run trained before runs kept inputs.json is rebuilt by `build` from it."""
+    from pillars.data.registry import DataError
+    from pillars.weights import load_weights, weights_path
+    weights, saved = weights_path(run_dir), run_dir / "inputs.json"
+    if saved.exists():
+        try:
+            inputs = read_inputs(json.loads(saved.read_text()))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"{saved} is damaged ({type(e).__name__}: {e}); it is written by pillars train and "
+                              "should not be edited. Train the run again") from None
+        model = network(cfg, inputs).to(device)
+    else:
+        try:
+            job = build(cfg, device)
+        except DataError as e:
+            raise DataError(f"{run_dir} was trained before runs kept their inputs.json, so its training data is "
+                            f"read again to rebuild it, and that failed: {e}") from None
+        model, inputs = job.model.to(device), job.inputs
+    load_weights(model, weights)
+    return model.eval(), inputs
 
 
 TASKS: dict[str, Task] = {}

@@ -342,7 +342,8 @@ class GAN(Family):
     def tour(self, run: LoadedRun, log: Callable[[str], None], light: bool = False) -> dict:
         """The explain figures, 64 fresh samples (sample.png) and the fixed-noise grids written while training."""
         result = {"explain": self.explain(run, log, light=light)}
-        save_image_grid(sample_images(run.job, 64, "", seed=0)[0], run.run_dir / "sample.png")
+        save_image_grid(sample_grid_of(run.job, sample_images(run.job, 64, "", seed=0)[0], ""),
+                        run.run_dir / "sample.png")
         result["sample"] = "sample.png"
         grids = sorted((run.run_dir / "samples").glob("step-*.png"))
         result["sample_steps"] = [str(p.relative_to(run.run_dir)) for p in grids]
@@ -350,6 +351,17 @@ class GAN(Family):
 
     def sample(self, run: LoadedRun, request: SampleRequest, log: Callable[[str], None]) -> None:
         """A grid of generated images (PNG): `request.n` of them (64), of one class for a conditional GAN."""
+        path = Path(request.out) if request.out else run.run_dir / "sample.png"
+        images, what = self.generated_images(run, request)
+        if path.suffix.lower() != ".png":
+            raise ConfigError(f"--out {request.out}: a GAN's samples are a PNG image; give a file name ending "
+                              "in .png")
+        save_image_grid(sample_grid_of(run.job, images, request.class_name), path)
+        log(f"wrote {len(images)} generated images{what} to {path}")
+
+    def generated_images(self, run: LoadedRun, request: SampleRequest) -> tuple[torch.Tensor, str]:
+        """`request.n` (64) images (n, C, H, W) in [0, 1], of one class for a conditional GAN, and what they
+        are: what `sample` draws, for the Python API."""
         plain = SampleRequest()
         text_options = {"--prompt": "prompt", "--length": "length", "--temperature": "temperature",
                         "--top-k": "top_k", "--top-p": "top_p"}
@@ -360,20 +372,35 @@ class GAN(Family):
         if request.class_name and not run.job.conditional:
             raise ConfigError(f"{run.run_dir} is an unconditional GAN: it cannot be asked for a class "
                               "(train fashion-cdcgan for that)")
-        path = Path(request.out) if request.out else run.run_dir / "sample.png"
-        if path.suffix.lower() != ".png":
-            raise ConfigError(f"--out {request.out}: a GAN's samples are a PNG image; give a file name ending "
-                              "in .png")
-        n = 64 if request.n is None else request.n
-        grid, what = sample_images(run.job, n, request.class_name, request.seed)
-        save_image_grid(grid, path)
-        log(f"wrote {n} generated images{what} to {path}")
+        return sample_images(run.job, 64 if request.n is None else request.n, request.class_name, request.seed)
+
+    def graph(self, run: LoadedRun):
+        """The generator as exported: noise (batch, latent) [and class ids (batch,) for a conditional GAN] ->
+        images (batch, C, H, W) in [0, 1]; the example input is seeded noise."""
+        from pillars.export import Graph
+        model = run.job.model
+        inputs = {"noise": model.noise(2, torch.Generator().manual_seed(0)).to(run.device)}
+        if run.job.conditional:
+            inputs["label"] = torch.arange(2, device=run.device)
+        return Graph(Pixels(model.generator), inputs, {name: {0: "batch"} for name in inputs}, ["image"])
 
 
+class Pixels(torch.nn.Module):
+    """A generator whose images are pixels in [0, 1] rather than its outputs in [-1, 1]."""
+
+    def __init__(self, generator: torch.nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, noise: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return to_unit(self.generator(noise, label))
+
+
+@torch.no_grad()
 def sample_images(job: GANJob, n: int, class_name: str, seed: int) -> tuple[torch.Tensor, str]:
-    """A grid of `n` images drawn from seeded noise, and what they are (" of class C" when asked for one):
-    of class `class_name` (a name or number), or for a conditional GAN asked for none, every class in turn,
-    a column per class."""
+    """`n` images (n, C, H, W) in [0, 1] drawn from seeded noise, and what they are (" of class C" when asked
+    for one): of class `class_name` (a name or number), or for a conditional GAN asked for none, every class
+    in turn."""
     if n < 1:
         raise ConfigError("--n must be at least 1")
     classes, y, what = job.classes, None, ""
@@ -387,8 +414,14 @@ def sample_images(job: GANJob, n: int, class_name: str, seed: int) -> tuple[torc
         y, what = torch.full((n,), c, device=device), f" of class {classes[c]}"
     elif job.conditional:
         y = torch.arange(n, device=device) % len(classes)
-    per_row = len(classes) if job.conditional and not class_name else 8
-    return draw_grid(job.model.eval(), n, y, seed, min(n, per_row)), what
+    return to_unit(job.model.eval().sample(n, y, torch.Generator().manual_seed(seed))), what
+
+
+def sample_grid_of(job: GANJob, images: torch.Tensor, class_name: str) -> torch.Tensor:
+    """`sample_images`' images as one grid: a column per class for a conditional GAN asked for no class
+    (every class in turn), else rows of 8."""
+    per_row = len(job.classes) if job.conditional and not class_name else 8
+    return image_grid(images, nrow=min(len(images), per_row))
 
 
 GAN_DEFAULTS = {"epochs": 10.0, "batch_size": 128, "lr": 2e-4, "betas": "0.5,0.999", "weight_decay": 0.0,

@@ -6,7 +6,6 @@ normalisation statistics come from the rest, the training part; the test set is 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,8 +24,7 @@ from pillars.data.vision import stratified_split
 from pillars.data.weights import efficientnet_lite0_imagenet
 from pillars.devices import resolve_device
 from pillars.models import cnn, transformer
-from pillars.tasks import Family, Job, LoadedRun, Task, register
-from pillars.weights import load_weights, weights_path
+from pillars.tasks import Family, Job, LoadedRun, Task, register, trained_from_inputs
 
 VALID_SEED = 0   # the validation split's seed: fixed, so every run of a dataset holds out the same images
 IMAGE_SIDES = {"fashion-mnist": 28, "mnist-5k": 28, "digits": 8}   # of a registered dataset's images, in pixels
@@ -227,44 +225,63 @@ class ImageClassifier(Family):
             for p, i in zip(top.values.tolist(), top.indices.tolist()):
                 log(f"  {inputs.classes[i]:<16} {p:6.1%}")
 
+    def probabilities(self, run: LoadedRun, source, invert: str = "auto") -> torch.Tensor:
+        """The class probabilities of one image (a file, a Pillow image or uint8 pixels; see `classify`), in
+        the order of the run's classes: what `predict` shows, for the Python API."""
+        return classify(run.job.model.eval(), run.job.inputs, source, invert, run.device)[0]
+
+    def graph(self, run: LoadedRun):
+        """The classifier as exported: normalised images (batch, C, H, W) -> logits (batch, classes); the
+        example input is the first test images."""
+        from pillars.export import Graph
+        return Graph(run.job.model, {"image": run.job.test[0][:2].float().contiguous()}, {"image": {0: "batch"}},
+                     ["logits"])
+
     def trained(self, run_dir: Path, cfg: dict, device: torch.device) -> tuple[nn.Module, ImageInputs]:
-        """A run's trained network and its inputs, from inputs.json without reading the training images
-        (a user's folder may have moved); a run without inputs.json is rebuilt from its data."""
-        weights, saved = weights_path(run_dir), run_dir / "inputs.json"
-        if saved.exists():
-            try:
-                inputs = ImageInputs(**json.loads(saved.read_text()))
-            except (ValueError, TypeError) as e:
-                raise ConfigError(f"{saved} is damaged ({e}); it is written by pillars train and should not be "
-                                  "edited. Train the run again") from None
-            model = self.model(cfg, inputs).to(device)
-        else:
-            try:
-                job = self.build(cfg, device)
-            except data.DataError as e:
-                raise data.DataError(f"{run_dir} was trained before runs kept their inputs.json, so its training "
-                                     f"data is read again to rebuild it, and that failed: {e}") from None
-            model, inputs = job.model.to(device), job.inputs
-        load_weights(model, weights)
-        return model.eval(), inputs
+        return trained_from_inputs(run_dir, cfg, device, lambda d: ImageInputs(**d), self.model, self.build)
 
 
 @torch.no_grad()
-def classify(model: nn.Module, inputs: ImageInputs, path: Path, invert: str,
+def classify(model: nn.Module, inputs: ImageInputs, image, invert: str,
              device: torch.device) -> tuple[torch.Tensor, bool]:
-    """The class probabilities of one image file, and whether its grey levels were inverted. Light objects
-    on black (Fashion-MNIST, MNIST): the photo is converted as those images were made."""
-    image = open_image(path)
+    """The class probabilities of one image, and whether its grey levels were inverted. `image` is a file, a
+    Pillow image, or uint8 pixels (H, W) or (H, W, 3). Pixels of the model's side (`inputs.size`) are read as
+    the training images were, as they are (inverted only with invert "yes"); a file, a Pillow image or other
+    pixels are a photo. Light objects on black (Fashion-MNIST, MNIST): a photo is converted as those images
+    were made."""
+    from PIL import Image
+    if isinstance(image, (str, Path)):
+        image = open_image(Path(image))
+    elif not isinstance(image, Image.Image):
+        pixels = np.asarray(image)
+        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] != 3):
+            raise ConfigError(f"an image given as pixels must be uint8, (H, W) grey or (H, W, 3) colour, not "
+                              f"{pixels.dtype} {pixels.shape}: for floats in [0, 1], pass (x * 255).round()"
+                              ".astype(numpy.uint8)")
+        if pixels.shape[:2] == (inputs.size, inputs.size):
+            inverted = invert == "yes"
+            return classify_pixels(model, inputs, 255 - pixels if inverted else pixels, device), inverted
+        image = Image.fromarray(pixels).convert("RGB")
     if inputs.light_on_dark:
         pixels, inverted = as_fashion_mnist(image, inputs.size, invert)
-        if inputs.channels == 3:
-            pixels = np.repeat(pixels[..., None], 3, -1)
     else:
         pixels, inverted = to_array(image, inputs.size, inputs.channels), invert == "yes"
         if inverted:
             pixels = 255 - pixels
+    return classify_pixels(model, inputs, pixels, device), inverted
+
+
+def classify_pixels(model: nn.Module, inputs: ImageInputs, pixels: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The class probabilities of uint8 pixels of the model's side, grey (H, W) or colour (H, W, 3), given
+    the model's channels (grey repeated; colour to grey as Pillow converts it) and normalised as the
+    training images were."""
+    from PIL import Image
+    if inputs.channels == 3 and pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, -1)
+    elif inputs.channels == 1 and pixels.ndim == 3:
+        pixels = np.asarray(Image.fromarray(pixels).convert("L"))
     x = normalised(scaled_pixels(pixels[None]), inputs.mean, inputs.std).to(device)
-    return model(x).float().softmax(-1)[0].cpu(), inverted
+    return model(x).float().softmax(-1)[0].cpu()
 
 
 def from_inputs(make_model: Callable[[dict, int, int, int], nn.Module]):
