@@ -28,8 +28,11 @@ data: setup
 tour: setup   # the tour fetches the data it needs
 	$(VENV)/bin/pillars tour
 
+# the web demo (the demo extra: Gradio) of a trained fashion-cnn, trained first if runs/fashion-cnn has none
 demo: data
-	$(VENV)/bin/pillars train fashion-cnn
+	$(PIP) install -e ".[demo]"
+	test -f runs/fashion-cnn/model.safetensors || $(VENV)/bin/pillars train fashion-cnn --out runs/fashion-cnn
+	$(VENV)/bin/pillars demo runs/fashion-cnn
 
 # Headless Chromium for the test that opens the tour's report (Debian's chromium and chromium-driver);
 # installed when make runs as root, the package lists refreshed once if they are stale.

@@ -389,6 +389,15 @@ def cmd_tour(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    """The runs named (or those under runs/) on a local web page: pillars.demo, with Gradio."""
+    from pillars import demo
+    demo.gradio()   # before anything is loaded: how to install the extra when it is missing
+    run_dirs = [Path(p) for p in args.runs] if args.runs else demo.found_runs(Path("runs"))
+    demo.serve(run_dirs, host=args.host, port=args.port, device=args.device, max_upload_mb=args.max_upload)
+    return 0
+
+
 def cmd_experiment(args) -> int:
     from pillars import config, experiments
     if args.name not in experiments.EXPERIMENTS:
@@ -554,6 +563,19 @@ def add_tour(sub) -> None:
     to.set_defaults(fn=cmd_tour)
 
 
+def add_demo(sub) -> None:
+    de = sub.add_parser("demo", help="trained runs on a local web page, a tab each (needs the demo extra: "
+                                     "pip install 'dl-pillars[demo]')")
+    de.add_argument("runs", nargs="*", metavar="RUN", help="run folders (default: every run under ./runs)")
+    de.add_argument("--port", type=int, default=7860, help="the port to serve the page on (default 7860)")
+    de.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine "
+                                                        "only; 0.0.0.0: every network it is on)")
+    de.add_argument("--max-upload", dest="max_upload", type=float, default=10, metavar="MB",
+                    help="the largest upload accepted, in megabytes (default 10)")
+    de.add_argument("--device", default="cpu", choices=DEVICES)
+    de.set_defaults(fn=cmd_demo)
+
+
 def add_experiment(sub) -> None:
     xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, long-lag")
     xp.add_argument("name", help="transfer-curve or long-lag")
@@ -595,7 +617,7 @@ def add_data(sub) -> None:
 
 
 BUILDERS = (add_train, add_evaluate, add_predict, add_sample, add_translate, add_explain, add_export, add_tour,
-            add_experiment, add_list, add_data)
+            add_demo, add_experiment, add_list, add_data)
 
 
 def build_parser() -> argparse.ArgumentParser:

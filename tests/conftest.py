@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,9 +73,36 @@ def fashion():
 # 25, 20 s; the files not named take a few seconds each and fill the end.
 SLOWEST_FIRST = ("test_tour.py", "test_train.py", "test_sequences.py", "test_cnn.py", "test_gan.py",
                  "test_language.py", "test_elastic.py", "test_translation.py", "test_plugins.py",
-                 "test_run_safety.py", "test_stocks.py", "test_speech.py", "test_faults.py")
+                 "test_run_safety.py", "test_export.py", "test_api.py", "test_demo.py", "test_stocks.py",
+                 "test_speech.py", "test_faults.py")
 
 
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: each file keeps its order
+
+
+def chromium_paths() -> tuple[str | None, str | None]:
+    """Debian's chromium and its chromedriver (`make test` installs them when run as root)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver") or next((p for p in ("/usr/lib/chromium/chromedriver",)
+                                                   if Path(p).exists()), None)
+    return chromium, driver
+
+
+needs_chromium = pytest.mark.skipif(not all(chromium_paths()), reason="needs Debian's chromium and chromium-driver "
+                                    "(`make test` installs them when run as root: apt-get install chromium "
+                                    "chromium-driver)")
+
+
+def headless_chromium(logs: tuple[str, ...] = ("browser",)):
+    """A selenium driver of headless Chromium at 1100x900, keeping the named logs (browser, performance)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    chromium, driver_path = chromium_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {name: "ALL" for name in logs})
+    return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)

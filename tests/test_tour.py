@@ -1,11 +1,10 @@
 """The tour: its plan, its resumption, and a short real tour whose report is opened in headless Chromium."""
 import json
 import math
-import shutil
 
 import pytest
 
-from tests.conftest import pillars
+from tests.conftest import headless_chromium, needs_chromium, pillars
 from pillars import tasks, tour
 from pillars.config import ConfigError
 
@@ -113,32 +112,15 @@ def test_tour_resumes_and_refuses_other_flags(short_tour):
     assert other.returncode == 2 and "--budget" in other.stderr and "another --out" in other.stderr
 
 
-def browser():
-    from pathlib import Path
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver") or next((p for p in ("/usr/lib/chromium/chromedriver",)
-                                                   if Path(p).exists()), None)
-    return chromium, driver
-
-
-@pytest.mark.skipif(not all(browser()), reason="needs Debian's chromium and chromium-driver (`make test` installs "
-                                               "them when run as root: apt-get install chromium chromium-driver)")
+@needs_chromium
 def test_report_renders_in_headless_chromium(short_tour):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     out, _ = short_tour
     report = out / "report.html"
     page = report.read_text()
     assert "src=\"http" not in page and "href=\"http" not in page   # self-contained
     for key in ("cnn", "lstm", "gpt", "gan"):
         assert f'id="{key}"' in page
-    chromium, driver_path = browser()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver = headless_chromium()
     try:
         driver.get(report.resolve().as_uri())
         images = driver.execute_script(
