@@ -88,6 +88,27 @@ def test_a_gan_generator_gives_the_same_images(exported):
     assert np.abs(got - expected).max() <= 1e-4
 
 
+def test_a_conditional_generator_takes_the_class_as_an_input(tmp_path):
+    """A conditional DCGAN's generator (fashion-cdcgan's, initialised as its training starts: a trained one
+    needs the GAN metric's classifier first) through the same Graph and export as a run's: noise and class
+    ids in, the same images as PyTorch's for every class."""
+    from pillars.export import Graph, export
+    from pillars.models.gan import GAN, GANConfig
+    from pillars.tasks.generative import Pixels
+    torch.manual_seed(0)
+    model = GAN(GANConfig(latent=16, width=8, num_classes=10)).eval()
+    example = {"noise": model.noise(2, torch.Generator().manual_seed(0)), "label": torch.arange(2)}
+    export(Graph(Pixels(model.generator), example, {name: {0: "batch"} for name in example}, ["image"]),
+           tmp_path / "cgan.onnx")
+    noise, label = model.noise(10, torch.Generator().manual_seed(5)), torch.arange(10)
+    with torch.no_grad():
+        expected = Pixels(model.generator)(noise, label).numpy()
+    sess = session(tmp_path / "cgan.onnx")
+    assert [i.name for i in sess.get_inputs()] == ["noise", "label"]
+    got = sess.run(["image"], {"noise": noise.numpy(), "label": label.numpy()})[0]
+    assert got.shape == (10, 1, 28, 28) and np.abs(got - expected).max() <= 1e-4
+
+
 def readme_snippet() -> str:
     """The README's ONNX Runtime snippet: the python block after the line that introduces it."""
     text = (ROOT / "README.md").read_text()
