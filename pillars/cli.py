@@ -58,7 +58,7 @@ def _size_on_disk(path: Path) -> int:
 
 # what a run folder holds of its own (beside checkpoints/): no command's --out replaces them
 RUN_FILES = {"config.toml", "model.safetensors", "summary.json", "metrics.jsonl", "tokenizer.json", "inputs.json",
-             ".lock", "explain.json"}
+             ".lock", "explain.json", "translations-test.tsv"}
 
 
 def output_file(path: Path, what: str) -> Path:

@@ -499,10 +499,10 @@ def plot_forecasts(job, path: Path, n: int = 4) -> None:
 
 # ----------------------------------------------------------------------------- transformers
 
-def attention_modules(model: nn.Module, cross: bool = False) -> list[nn.Module]:
-    """The self-attention (or, with cross, the cross-attention) module of each block, in order."""
-    return [b.cross if cross else b.attn for b in model.modules()
-            if hasattr(b, "attn") and (not cross or getattr(b, "cross", None) is not None)]
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The self-attention module of each block, in order (an encoder-decoder's cross-attention: its
+    `cross_attention`)."""
+    return [b.attn for b in model.modules() if hasattr(b, "attn")]
 
 
 class recorded:
@@ -591,20 +591,19 @@ def cross_attention(model: nn.Module, src: torch.Tensor, hyp: list[int]) -> np.n
     bos first): (decoder layers, heads, target tokens + 1 for eos, source tokens)."""
     cfg = model.cfg
     tgt = torch.tensor([[cfg.bos_id, *hyp]], device=src.device)[:, :cfg.max_len]
-    with recorded(attention_modules(model, cross=True)) as mods:
-        model(src, tgt)
-        return np.stack([m.weights[0].float().cpu().numpy() for m in mods])
+    return model.cross_attention(src, tgt)[:, 0].float().cpu().numpy()
 
 
 def plot_cross_attention(weights: np.ndarray, src_pieces: list[str], tgt_pieces: list[str], path: Path) -> None:
-    """Source-target alignment: the last decoder layer's cross-attention, averaged over its heads."""
+    """Source-target alignment: the last decoder layer's cross-attention (an LSTM's one attention), averaged over
+    its heads."""
     w = weights[-1].mean(0)[:len(tgt_pieces), :len(src_pieces)]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(src_pieces) + 2), max(4.0, 0.3 * len(tgt_pieces) + 1.5)))
     ax.imshow(w, cmap="Greys", aspect="auto", vmin=0)
     ax.set_xticks(range(len(src_pieces)), src_pieces, rotation=90, fontsize=7)
     ax.set_yticks(range(len(tgt_pieces)), tgt_pieces, fontsize=7)
-    ax.set_xlabel("source (Spanish) tokens")
+    ax.set_xlabel("source tokens")
     ax.set_ylabel("translation tokens, as generated")
     ax.set_title("cross-attention of the last decoder layer (mean of heads)", fontsize=9)
     fig.tight_layout()

@@ -361,7 +361,7 @@ def evaluate(run_dir: Path, device_name: str = "auto", overrides: dict | None = 
     cfg = {**run.cfg, "eval_batches": 0}
     if run.job.conv and cfg["channels_last"]:   # as the loop evaluates it
         run.job.model.to(memory_format=torch.channels_last)
-    return train.evaluate_job(run.job, run.job.model, cfg, run.device, train.Proc(), split)
+    return train.evaluate_job(run.job, run.job.model, cfg, run.device, train.Proc(), split, run.run_dir)
 
 
 def new_run_folder(task: str, out: str | Path | None, runs_dir: str | Path, cfg: dict) -> tuple[Path, bool | None]:

@@ -134,3 +134,109 @@ def test_the_fused_lstm_runs_under_bf16_autocast_on_any_cpu():
         fast, (h, c) = lstm(x)
     assert h.shape == c.shape == (2, 3, 32)
     torch.testing.assert_close(fast.float(), exact, atol=3e-2, rtol=3e-2)
+
+
+# ----------------------------------------------------------------------------- encoder-decoder with attention
+
+def _seq2seq(**kw) -> rnn.Seq2SeqLSTM:
+    cfg = dict(src_vocab=20, tgt_vocab=20, embed=32, hidden=32, encoder_layers=2, decoder_layers=2, dropout=0.0,
+               max_len=16)
+    return rnn.Seq2SeqLSTM(rnn.Seq2SeqLSTMConfig(**{**cfg, **kw}))
+
+
+def test_attention_equals_an_explicit_softmax_over_its_scores_forward_and_backward():
+    torch.manual_seed(0)
+    B, T, S, H, E = 3, 4, 6, 5, 7
+    att = rnn.Attention(H, H, E).double()
+    s = torch.randn(B, T, H, dtype=torch.float64, requires_grad=True)
+    memory = torch.randn(B, S, H, dtype=torch.float64, requires_grad=True)
+    lengths = [6, 4, 1]
+    pad = torch.arange(S)[None] >= torch.tensor(lengths)[:, None]
+    out, weights = att(s, memory, pad)
+
+    # the scores as sums over the entries of W_a, one (t, j) at a time, and the softmax over real positions only
+    W_a, W_c = att.w_a.weight, att.w_c.weight           # W_a: (query, memory), W_c: (out, memory + query)
+    rows, all_weights = [], []
+    for b in range(B):
+        for t in range(T):
+            scores = torch.stack([sum(s[b, t, k] * W_a[k, l] * memory[b, j, l] for k in range(H) for l in range(H))
+                                  for j in range(lengths[b])])
+            a = scores.exp() / scores.exp().sum()
+            context = sum(a[j] * memory[b, j] for j in range(lengths[b]))
+            rows.append(torch.tanh(W_c @ torch.cat([context, s[b, t]])))
+            all_weights.append(torch.cat([a, a.new_zeros(S - lengths[b])]))
+    explicit = torch.stack(rows).view(B, T, E)
+    torch.testing.assert_close(weights, torch.stack(all_weights).view(B, T, S))
+    torch.testing.assert_close(out, explicit)
+    assert (weights[pad[:, None, :].expand(-1, T, -1)] == 0).all()
+
+    r = torch.randn(B, T, E, dtype=torch.float64)
+    params = [s, memory, W_a, W_c]
+    for g, g_explicit in zip(torch.autograd.grad((out * r).sum(), params),
+                             torch.autograd.grad((explicit * r).sum(), params)):
+        torch.testing.assert_close(g, g_explicit)
+
+
+def test_reverse_padded_reverses_each_row_within_its_length():
+    x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])[..., None]
+    flipped = rnn.reverse_padded(x, torch.tensor([3, 2]))
+    assert flipped[..., 0].tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
+    assert torch.equal(rnn.reverse_padded(flipped, torch.tensor([3, 2])), x)
+
+
+def test_seq2seq_lstm_ignores_source_padding_and_starts_at_ln_v():
+    torch.manual_seed(0)
+    model = _seq2seq().eval()
+    src = torch.tensor([[5, 6, 7, 8, 0, 0], [9, 10, 11, 12, 13, 14]])
+    tgt = torch.tensor([[1, 4, 5, 6], [1, 7, 8, 9]])
+    alone = model(src[:1, :4], tgt[:1])                       # the first source with no padding at all
+    torch.testing.assert_close(model(src, tgt)[:1], alone, atol=1e-5, rtol=0)
+    more = torch.cat([src, torch.zeros(2, 5, dtype=torch.long)], 1)
+    torch.testing.assert_close(model(more, tgt), model(src, tgt), atol=1e-5, rtol=0)
+    assert model.greedy(more, 8) == model.greedy(src, 8)
+    # the first loss is near ln V: every token about equally likely
+    big = _seq2seq(src_vocab=8000, tgt_vocab=8000, embed=256, hidden=256, share_embeddings=True)
+    loss = nn.functional.cross_entropy(big(torch.randint(3, 8000, (8, 30)), torch.randint(3, 8000, (8, 30))).flatten(0, 1),
+                                       torch.randint(3, 8000, (240,)))
+    assert abs(loss.item() - torch.log(torch.tensor(8000.0)).item()) < 0.1
+
+
+def test_seq2seq_lstm_learns_reversal_and_beam_search_is_as_good_as_greedy():
+    torch.manual_seed(0)
+    model = _seq2seq(src_vocab=13, tgt_vocab=13, share_embeddings=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+
+    def pairs(n):   # sources of 3-6 tokens (ids 3..12), padded; targets: bos, the source reversed, eos
+        lengths = torch.randint(3, 7, (n,), generator=g)
+        src = torch.randint(3, 13, (n, 6), generator=g) * (torch.arange(6) < lengths[:, None])
+        tgt = [[1, *reversed(row[:k].tolist()), 2] for row, k in zip(src, lengths)]
+        return src, torch.tensor([t + [0] * (8 - len(t)) for t in tgt])
+
+    for _ in range(300):
+        src, tgt = pairs(64)
+        loss = nn.functional.cross_entropy(model(src, tgt[:, :-1]).flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    src, tgt = pairs(200)
+    want = [[t for t in row[1:].tolist() if t > 2] for row in tgt]
+    greedy = model.greedy(src, 10)
+    beam = model.beam_search(src, beam=4, max_len=10)
+    assert model.beam_search(src[:20], beam=1, max_len=10) == greedy[:20]   # a beam of one is greedy
+    exact = [sum(h == w for h, w in zip(out, want)) / len(want) for out in (greedy, beam)]
+    assert exact[0] > 0.9 and exact[1] >= exact[0], exact
+
+
+def test_the_bf16_probe_asks_onednn_even_while_decoding_has_switched_it_off():
+    # greedy and beam search switch oneDNN off; the first probe of a process may come from there
+    rnn.bf16_lstm_kernel_runs_here.cache_clear()
+    with rnn._onednn(False):
+        while_decoding = rnn.bf16_lstm_kernel_runs_here()
+    rnn.bf16_lstm_kernel_runs_here.cache_clear()
+    assert while_decoding == rnn.bf16_lstm_kernel_runs_here()
+    model = _seq2seq().eval()
+    src = torch.randint(3, 20, (3, 6))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.beam_search(src, beam=2, max_len=5) and model(src, src).shape == (3, 6, 20)

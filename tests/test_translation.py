@@ -1,14 +1,34 @@
-"""The translation task end to end on a small TSV of the user's own pairs, its sacreBLEU metric, its splits."""
+"""The translation tasks end to end on a small TSV of the user's own pairs, their sacreBLEU metric, the Bible
+pairs and their splits, batches by length, and the decoding both encoder-decoders share."""
 import json
 import random
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from pillars import explain, metrics, runs
+from pillars import explain, metrics, runs, train
+from pillars.data import sqlite_bible, sword, text
+from pillars.data.batches import TensorBatches, TokenBatches
+from pillars.data.registry import load
+from pillars.models import decoding
 from pillars.tasks.translation import TranslationFamily, sentence_pairs
 from tests.conftest import pillars, sets
+
+DIGITS_ES = "cero uno dos tres cuatro cinco seis siete ocho nueve".split()
+DIGITS_EN = "zero one two three four five six seven eight nine".split()
+
+
+def digits_tsv(path, n: int = 3000):
+    """Pairs of 2-6 Spanish digit words and their English words, one pair a line."""
+    rng = random.Random(0)
+    lines = []
+    for _ in range(n):
+        digits = [rng.randrange(10) for _ in range(rng.randint(2, 6))]
+        lines.append(" ".join(DIGITS_ES[d] for d in digits) + "\t" + " ".join(DIGITS_EN[d] for d in digits))
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def test_translation_sums_gather_the_hypotheses_for_sacrebleus_corpus_scores():
@@ -64,15 +84,7 @@ def test_bible_pairs_validation_books_are_neither_trained_on_nor_tested():
 
 
 def test_translation_learns_a_small_tsv_and_translates(tmp_path):
-    es = "cero uno dos tres cuatro cinco seis siete ocho nueve".split()
-    en = "zero one two three four five six seven eight nine".split()
-    rng = random.Random(0)
-    lines = []
-    for _ in range(3000):
-        digits = [rng.randrange(10) for _ in range(rng.randint(2, 6))]
-        lines.append(" ".join(es[d] for d in digits) + "\t" + " ".join(en[d] for d in digits))
-    tsv = tmp_path / "pairs.tsv"
-    tsv.write_text("\n".join(lines) + "\n")
+    tsv = digits_tsv(tmp_path / "pairs.tsv")
     run = tmp_path / "run"
     pillars("train", "bible-translate", "--max-steps", "600", "--out", str(run), "--no-progress",
             *sets(f"data={tsv}", "width=64", "encoder_layers=2", "decoder_layers=2", "vocab_size=300",
@@ -113,3 +125,138 @@ def test_translation_rejects_a_malformed_tsv(tmp_path):
     bad.write_text("hola\thello\nsin tabulador\n")
     r = pillars("train", "bible-translate", "--max-steps", "1", *sets(f"data={bad}"), check=False)
     assert r.returncode == 2 and "line 2" in r.stderr and "no tab" in r.stderr
+
+
+# ----------------------------------------------------------------------------- French to English
+
+def test_segond_verses_lose_their_numbering_markers_and_brackets():
+    assert sqlite_bible.clean_verse("(9:1) Au chef des chantres. Sur [Meurs pour le fils]. (9:2) Je louerai") == \
+        "Au chef des chantres. Sur Meurs pour le fils. Je louerai"
+    assert sqlite_bible.clean_verse("God`s  Spirit was  [there]") == "God's Spirit was there"
+
+
+def test_bible_fr_en_holds_whole_books_out_and_no_markers():
+    a = load("bible-fr-en")
+    assert np.bincount(a["split"]).tolist() == [28454, 875, 974]       # 30,303 of the 31,102 verses aligned
+    books = {code: {sword.BOOKS[b] for b in a["book"][a["split"] == code]} for code in (text.TRAIN, text.VALID, text.TEST)}
+    assert books[text.TEST] == set(text.BIBLE_TEST_BOOKS) and books[text.VALID] == set(text.BIBLE_VALID_BOOKS)
+    assert not books[text.TRAIN] & (books[text.TEST] | books[text.VALID])
+    train_pairs = sqlite_bible.verse_pairs("bible-fr-en", "train")
+    assert train_pairs[0] == ("Au commencement, Dieu créa les cieux et la terre.",
+                              "In the beginning God created the heavens and the earth.")
+    everything = train_pairs + sqlite_bible.verse_pairs("bible-fr-en", "valid") + \
+        sqlite_bible.verse_pairs("bible-fr-en", "test")
+    assert not any(re.search(r"\(\d+:\d+\)|[\[\]`]", f + e) for f, e in everything)
+    # Exodus 8:1 of the KJV is Segond's 7:26, marked "(7:26) " in the package
+    assert ("L'Éternel dit à Moïse: Va vers Pharaon, et tu lui diras: Ainsi parle l'Éternel: Laisse aller mon "
+            "peuple, afin qu'il me serve.") in {f for f, _ in train_pairs}
+    # the French task trains on these, and on a user's pairs instead with data=FILE
+    assert sentence_pairs({"data": "", "valid_fraction": 0.05}, "bible-fr-en")[2] == everything[-974:]
+
+
+# ----------------------------------------------------------------------------- batches by length
+
+def test_token_batches_hold_similar_lengths_cover_every_pair_once_and_depend_on_the_step_alone():
+    g = torch.Generator().manual_seed(0)
+    sizes = torch.randint(2, 90, (3000,), generator=g)
+    rows = torch.arange(3000)
+    batches = TokenBatches((rows,), sizes, 64, seed=3)
+    assert batches.steps_per_epoch == 3000 // 64
+    epoch = [batches.batch(s)[0] for s in range(batches.steps_per_epoch)]
+    assert sorted(torch.cat(epoch).tolist()) == list(range(3000))       # every pair once an epoch
+    padded = sum(len(b) * int(sizes[b].max()) for b in epoch)
+    at_random = TensorBatches((rows,), 64, seed=3)
+    padded_at_random = sum(64 * int(sizes[at_random.batch(s)[0]].max()) for s in range(at_random.steps_per_epoch))
+    assert 1 - sizes.sum() / padded < 0.05 and 1 - sizes.sum() / padded_at_random > 0.4
+    # a fresh copy asked in another order (a run resumed at step k knows nothing but k) gives the same batches
+    again = TokenBatches((rows,), sizes, 64, seed=3)
+    for step in (500, 3, 46, 47, 1000):
+        assert torch.equal(again.batch(step)[0], batches.batch(step)[0])
+    assert not torch.equal(batches.batch(0)[0], batches.batch(batches.steps_per_epoch)[0])   # epochs differ
+    assert torch.equal(torch.cat([batches.batch(7, rank, 2)[0] for rank in range(2)]), batches.batch(7)[0])
+
+
+def test_bucketed_translation_resumes_bitwise_exactly(tmp_path):
+    tsv = digits_tsv(tmp_path / "pairs.tsv", 400)
+    over = {"data": str(tsv), "model": "lstm", "width": "32", "encoder_layers": "1", "decoder_layers": "1",
+            "vocab_size": "100", "max_tokens": "16", "batch_size": "16", "schedule": "constant", "warmup_steps": "0",
+            "eval_every": "3", "eval_batches": "1", "eval_batch_size": "64", "precision": "32"}
+
+    def fit(name, steps, resume=False, run=None):
+        run = run or tmp_path / name
+        run.mkdir(exist_ok=True)
+        cfg = train.resolve_config("bible-translate", overrides={**over, "max_steps": str(steps)})
+        train.fit("bible-translate", cfg, run, resume=resume, progress=False, baselines=False)
+        return run
+
+    full = fit("full", 30)                     # 30 steps: past the end of the first epoch (22 steps)
+    part = fit("part", 15, resume=False)
+    fit("part", 30, resume=True, run=part)
+    a, b = runs.load(full, "cpu").job.model.state_dict(), runs.load(part, "cpu").job.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+class _Table:
+    """A decoder whose next token depends on the last one alone: after bos, "a" (0.55) or "b" (0.45); after
+    "a", "c", "b" or eos (about a third each); after "b" or "c", eos. Greedy takes "a c" (probability
+    0.55 x 0.34 = 0.19); "b" alone is likelier (0.45)."""
+
+    class cfg:
+        max_len, tgt_vocab, eos_id = 6, 6, 2
+
+    def __init__(self):
+        p = torch.full((6, 6), 1e-9)
+        p[1, 3], p[1, 4] = 0.55, 0.45              # bos -> a | b
+        p[3, 5], p[3, 4], p[3, 2] = 0.34, 0.33, 0.33  # a -> c | b | eos
+        p[4, 2] = p[5, 2] = 1.0                    # b, c -> eos
+        self.logits = p.log()
+
+    def start(self, src, copies):
+        return {}, torch.ones(len(src) * copies, 1, dtype=torch.long)
+
+    def step(self, tokens, state):
+        return self.logits[tokens[:, 0]]
+
+    def reorder(self, state, rows):
+        pass
+
+
+def test_beam_search_finds_a_likelier_translation_than_greedy():
+    model, src = _Table(), torch.zeros(1, 3, dtype=torch.long)
+    assert decoding.greedy(model, src) == [[3, 5]]
+    for alpha in (0.0, 0.6):
+        assert decoding.beam_search(model, src, beam=2, length_penalty=alpha) == [[4]]
+    assert decoding.beam_search(model, src, beam=1) == [[3, 5]]
+
+
+def test_the_lstm_learns_a_small_tsv_translates_explains_and_writes_its_translations(tmp_path):
+    tsv = digits_tsv(tmp_path / "pairs.tsv")
+    run = tmp_path / "run"
+    pillars("train", "bible-fr-en-translate", "--max-steps", "500", "--out", str(run), "--no-progress",
+            *sets(f"data={tsv}", "model=lstm", "width=64", "encoder_layers=1", "decoder_layers=1", "vocab_size=300",
+                  "max_tokens=24", "eval_every=500", "precision=32", "lr=3e-3", "warmup_steps=30", "dropout=0"))
+    final = json.loads((run / "summary.json").read_text())["final"]
+    assert final["bleu"] > 90 and final["chrf"] > 90, final
+    test_pairs = sentence_pairs({"data": str(tsv), "valid_fraction": 0.05})[2]
+    lines = [line.split("\t") for line in (run / "translations-test.tsv").read_text().splitlines()]
+    assert [(s, r) for s, r, _ in lines] == test_pairs                  # source, reference, hypothesis, in test order
+    import sacrebleu
+    assert sacrebleu.corpus_bleu([h for _, _, h in lines], [[r for _, r, _ in lines]]).score == \
+        pytest.approx(final["bleu"])
+    out = pillars("translate", str(run), "tres uno cuatro", "nueve nueve", "--beam", "3").stdout.splitlines()
+    assert out == ["three one four", "nine nine"]
+    (run / "translations-test.tsv").unlink()
+    beam = json.loads(pillars("evaluate", str(run), "--set", "beam=3").stdout)
+    assert beam["bleu"] > 90 and (run / "translations-test.tsv").exists(), beam
+
+    pillars("explain", str(run), "--source", "siete dos cinco ocho uno")
+    assert json.loads((run / "explain.json").read_text())["translation"] == "seven two five eight one"
+    assert (run / "cross_attention.png").stat().st_size > 10_000
+    job = runs.load(run, "cpu").job
+    src = torch.from_numpy(job.tokenizer.encode("siete dos cinco ocho uno"))[None]
+    hyp = job.model.eval().greedy(src)[0]
+    weights = explain.cross_attention(job.model, src, hyp)    # (1 layer, 1 head, len(hyp) + 1, source tokens)
+    assert weights.shape == (1, 1, len(hyp) + 1, src.shape[1])
+    assert np.allclose(weights.sum(-1), 1, atol=1e-5)

@@ -41,6 +41,77 @@ class TensorBatches:
         return tuple(t[idx] for t in self.tensors)
 
 
+class TokenBatches:
+    """Batches of examples of similar length (sequence pairs), each costing about the same number of padded
+    tokens, as fairseq's --max-tokens batches: little of a batch is padding, and a batch of short pairs holds
+    more of them than one of long pairs. `sizes` (N,) is each example's cost per row: the longer side of a
+    pair, which every row of its batch is padded to.
+
+    The examples sorted by size are cut into as many batches as `batch_size` examples each would make
+    (N // batch_size, the steps of an epoch of TensorBatches): every batch costs at most the same budget
+    of rows x its largest size, the smallest budget that needs no more batches. The cuts depend on the sorted
+    sizes alone, so they are the same every epoch; each epoch draws which of the equally long examples fall
+    in which batch, and the order of the batches, from a generator seeded by (seed, epoch). A batch is thus
+    a pure function of the step, as with TensorBatches, and `batch_size` is the mean number of examples a
+    step reads."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], sizes: torch.Tensor, batch_size: int, seed: int = 0):
+        n = len(tensors[0])
+        if any(len(t) != n for t in tensors) or len(sizes) != n:
+            raise ValueError("all tensors and the sizes need the same first dimension")
+        if batch_size > n:
+            from pillars.config import ConfigError
+            raise ConfigError(f"batch_size {batch_size} is larger than the {n} training examples; "
+                              f"set --batch-size {n} or less")
+        self.tensors, self.batch_size, self.seed, self.n = tensors, batch_size, seed, n
+        self.sizes = sizes.cpu().long()
+        self.sorted_sizes = self.sizes.sort().values
+        self.budget = self._smallest_budget(max(1, n // batch_size))
+        self.cuts = self._cuts(self.budget)            # batch b holds sorted examples cuts[b] .. cuts[b + 1] - 1
+        self.steps_per_epoch = len(self.cuts) - 1
+        self._epoch, self._order, self._batches = -1, None, None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _cuts(self, budget: int) -> list[int]:
+        """Where greedy filling of the sorted examples up to `budget` padded tokens starts each batch."""
+        cuts, start = [0], 0
+        for i, size in enumerate(self.sorted_sizes.tolist()):
+            if (i + 1 - start) * size > budget and i > start:
+                cuts.append(i)
+                start = i
+        return cuts + [self.n]
+
+    def _smallest_budget(self, batches: int) -> int:
+        lo, hi = int(self.sorted_sizes[-1]), int(self.sorted_sizes.sum())   # the largest example fits alone
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(self._cuts(mid)) - 1 <= batches:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def order(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The examples sorted by size, ties in a random order, and the order of the batches, of `epoch`."""
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            shuffled = torch.randperm(self.n, generator=g)
+            order = shuffled[self.sizes[shuffled].argsort(stable=True)]
+            self._epoch, self._order = epoch, order.to(self.tensors[0].device)
+            self._batches = torch.randperm(self.steps_per_epoch, generator=g)
+        return self._order, self._batches
+
+    def batch(self, step: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, ...]:
+        """This process's share (a contiguous part of its rows) of the batch of optimizer step `step`."""
+        epoch, i = divmod(step, self.steps_per_epoch)
+        order, batches = self.order(epoch)
+        b = int(batches[i])
+        idx = order[self.cuts[b]:self.cuts[b + 1]].tensor_split(world)[rank]
+        return tuple(t[idx] for t in self.tensors)
+
+
 def eval_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, rank: int = 0, world: int = 1,
                  limit: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
     """In-order batches over this process's contiguous shard of the set; with `limit`, the set is cut

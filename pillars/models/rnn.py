@@ -22,7 +22,6 @@ agree in outputs, states and gradients.
 from __future__ import annotations
 
 import functools
-
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pillars.models import decoding
 from pillars.models.sampling import sample_next
 
 
@@ -66,7 +66,7 @@ def bf16_lstm_kernel_runs_here() -> bool:
     AVX-512 ("could not create a primitive descriptor"), where a bf16 run then keeps the LSTM in fp32."""
     probe = nn.LSTM(4, 4)
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16), _onednn(True):   # even if first asked while decoding
             probe(torch.zeros(2, 1, 4))
         return True
     except RuntimeError:
@@ -221,7 +221,7 @@ class LanguageModel(nn.Module):
         """Continue idx (B, T) by `length` sampled tokens; temperature 0 picks the most likely token.
         On the CPU, oneDNN's fused LSTM costs about a millisecond of set-up per call, more than one step of
         a small model takes, so generation (one call per token) runs without it."""
-        with _without_onednn() if idx.device.type == "cpu" else nullcontext():
+        with _onednn(False) if idx.device.type == "cpu" else nullcontext():
             logits, state = self(idx)
             out = [idx]
             for _ in range(length):
@@ -232,10 +232,10 @@ class LanguageModel(nn.Module):
 
 
 @contextmanager
-def _without_onednn():
+def _onednn(enabled: bool):
     with warnings.catch_warnings():   # flags() warns about TF32 on Intel GPUs, which does not concern us
         warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
-        with torch.backends.mkldnn.flags(enabled=False):
+        with torch.backends.mkldnn.flags(enabled=enabled):
             yield
 
 
@@ -317,3 +317,169 @@ class Forecaster(nn.Module):
         out, _ = self.rnn(x)
         y = self.head(out[:, -1])
         return x[:, -1:, 0] + y if self.cfg.residual else y
+
+
+# ----------------------------------------------------------------------------- encoder-decoder with attention
+
+class Attention(nn.Module):
+    """Global attention with the "general" score of Luong et al. (2015, sec. 3.1): the decoder's state s_t
+    (its top LSTM layer at target step t) scores every encoder state h_j, and the softmax of the scores over
+    the real source positions weights the encoder states into a context vector, read with s_t:
+
+        score(s_t, h_j) = s_t^T W_a h_j
+        a_tj = exp(score(s_t, h_j)) / sum_k exp(score(s_t, h_k))     (k over the source's real tokens)
+        c_t  = sum_j a_tj h_j
+        h~_t = tanh(W_c [c_t; s_t])                                    the attentional state, fed to the softmax
+
+    Bahdanau et al. (2015) scored with a one-layer network, v^T tanh(W s_{t-1} + U h_j), which needs a
+    (B, T, S, width) tensor; the bilinear score is one batched product. Padding is masked: its score is
+    -inf, so exp gives it no weight."""
+
+    def __init__(self, query: int, memory: int, out: int):
+        super().__init__()
+        self.w_a = nn.Linear(memory, query, bias=False)
+        self.w_c = nn.Linear(memory + query, out, bias=False)
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """W_a h_j for every source position (B, S, query): once per source, not once per target step."""
+        return self.w_a(memory)
+
+    def forward(self, s: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor,
+                keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """s (B, T, query); memory (B, S, memory); pad (B, S) True at padding -> h~ (B, T, out) and the
+        weights a (B, T, S)."""
+        keys = self.keys(memory) if keys is None else keys
+        scores = (s @ keys.transpose(1, 2)).masked_fill(pad[:, None, :], float("-inf"))   # s_t^T W_a h_j
+        weights = F.softmax(scores, -1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(memory.dtype)  # a_tj
+        context = weights @ memory                                                         # c_t
+        return torch.tanh(self.w_c(torch.cat([context, s], dim=-1))), weights
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x (B, T, ...) with each row's first lengths[i] steps in reverse order and its padding left after them.
+    Applied twice it is the identity, so it also puts a backward pass's outputs back in source order."""
+    t = torch.arange(x.shape[1], device=x.device)
+    idx = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+    return x.gather(1, idx.view(*idx.shape, *(1,) * (x.dim() - 2)).expand_as(x))
+
+
+@dataclass
+class Seq2SeqLSTMConfig:
+    src_vocab: int = 1000
+    tgt_vocab: int = 1000
+    embed: int = 256
+    hidden: int = 256              # the decoder's LSTM; each direction of the encoder has hidden / 2
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    dropout: float = 0.1
+    max_len: int = 256             # the most target tokens a translation may have
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    share_embeddings: bool = False  # one matrix for source and target tokens (a joint vocabulary)
+    fused: bool = True
+
+
+class Seq2SeqLSTM(nn.Module):
+    """An encoder-decoder of LSTMs with attention (Sutskever et al. 2014; Bahdanau et al. 2015; Luong et al.
+    2015), with the interface of `transformer.Seq2SeqTransformer`: forward(src, tgt_in) -> logits, and greedy
+    and beam search through `pillars.models.decoding`.
+
+    The encoder is a stack of bidirectional layers (Schuster & Paliwal 1997): in each, one LSTM reads the
+    source forwards and one backwards, and their outputs, side by side, are the next layer's input; the top
+    layer's are the memory h_j the decoder attends over. The backward LSTM reads each source reversed within
+    its own length (`reverse_padded`), so it starts at the last real token and never reads padding, and the
+    forward one reads padding only after every real token: both run as the library's fused kernel on padded
+    rows, which on a CPU is several times faster than packed sequences. The decoder's LSTM starts from
+    tanh(W [forward's last state; backward's last state]) (Bahdanau et al.'s s_0 read both directions), and
+    its top layer's output s_t queries the memory through `Attention`; the softmax reads h~_t through the
+    target embedding (Press & Wolf 2017). Without Luong's input feeding (h~_{t-1} as an input of step t) the
+    decoder's LSTM runs over the whole target at once in training instead of one step at a time."""
+
+    def __init__(self, cfg: Seq2SeqLSTMConfig):
+        super().__init__()
+        if cfg.share_embeddings and cfg.src_vocab != cfg.tgt_vocab:
+            raise ValueError("shared embeddings need src_vocab == tgt_vocab")
+        if cfg.hidden % 2:
+            raise ValueError(f"hidden {cfg.hidden} must be even: each encoder direction has half of it")
+        self.cfg = cfg
+        E, H = cfg.embed, cfg.hidden
+        self.tgt_embed = nn.Embedding(cfg.tgt_vocab, E)
+        self.src_embed = self.tgt_embed if cfg.share_embeddings else nn.Embedding(cfg.src_vocab, E)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.encoder = nn.ModuleList(
+            nn.ModuleList(LSTM(E if k == 0 else H, H // 2, batch_first=True, fused=cfg.fused) for _ in range(2))
+            for k in range(cfg.encoder_layers))                       # (forward, backward) per layer
+        self.bridge = nn.Linear(H, H)
+        self.decoder = LSTM(E, H, num_layers=cfg.decoder_layers, dropout=cfg.dropout if cfg.decoder_layers > 1 else 0,
+                            batch_first=True, fused=cfg.fused)
+        self.attention = Attention(H, H, E)
+        self.head = nn.Linear(E, cfg.tgt_vocab, bias=False)
+        self.head.weight = self.tgt_embed.weight
+        # N(0, 1/embed), times sqrt(embed) in _embed: unit-variance inputs, and logits h~ . e of about unit
+        # scale, so the first loss is near ln V
+        for embed in dict.fromkeys([self.src_embed, self.tgt_embed]):
+            nn.init.normal_(embed.weight, 0.0, E ** -0.5)
+
+    def _embed(self, embed: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
+        return self.drop(embed(idx) * self.cfg.embed ** 0.5)
+
+    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """src (B, S), padded with pad_id -> memory (B, S, hidden), its padding mask (B, S), and the decoder's
+        first state (h, c), each (decoder layers, B, hidden)."""
+        pad = src == self.cfg.pad_id
+        lengths = (~pad).sum(1).clamp(min=1)
+        x = self._embed(self.src_embed, src)
+        for k, (forward, backward) in enumerate(self.encoder):
+            out_f, _ = forward(x)
+            out_b, _ = backward(reverse_padded(x, lengths))   # out_b[:, t]: after reading tokens len-1 .. len-1-t
+            last = torch.cat([out_f, out_b], dim=-1).gather(
+                1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, out_f.shape[-1] * 2))[:, 0]
+            x = torch.cat([out_f, reverse_padded(out_b, lengths)], dim=-1)
+            if k < len(self.encoder) - 1:
+                x = self.drop(x)
+        h0 = torch.tanh(self.bridge(last)).unsqueeze(0).repeat(self.cfg.decoder_layers, 1, 1).contiguous()
+        return x, pad, (h0, torch.zeros_like(h0))
+
+    def decode(self, tgt: torch.Tensor, state, memory: torch.Tensor, pad: torch.Tensor,
+               keys: torch.Tensor | None = None):
+        """tgt (B, T) from the decoder state `state` -> logits (B, T, tgt_vocab), the state after the last
+        token, and the attention weights (B, T, S)."""
+        s, state = self.decoder(self._embed(self.tgt_embed, tgt), state)
+        h, weights = self.attention(s, memory, pad, keys)
+        return self.head(self.drop(h)), state, weights
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """src (B, S); tgt_in (B, T), the target shifted right (bos first) -> logits (B, T, tgt_vocab)."""
+        memory, pad, state = self.encode(src)
+        return self.decode(tgt_in, state, memory, pad)[0]
+
+    # decoding (pillars.models.decoding): the state is the memory, its keys W_a h_j and the decoder's (h, c)
+    def start(self, src: torch.Tensor, copies: int) -> tuple[dict, torch.Tensor]:
+        memory, pad, (h, c) = self.encode(src)
+        memory, pad = memory.repeat_interleave(copies, 0), pad.repeat_interleave(copies, 0)
+        state = {"memory": memory, "pad": pad, "keys": self.attention.keys(memory),
+                 "hc": (h.repeat_interleave(copies, 1), c.repeat_interleave(copies, 1))}
+        return state, torch.full((len(memory), 1), self.cfg.bos_id, dtype=torch.long, device=src.device)
+
+    def step(self, tokens: torch.Tensor, state: dict) -> torch.Tensor:
+        logits, state["hc"], _ = self.decode(tokens, state["hc"], state["memory"], state["pad"], state["keys"])
+        return logits[:, -1]
+
+    def reorder(self, state: dict, rows: torch.Tensor) -> None:
+        state["hc"] = tuple(s[:, rows] for s in state["hc"])
+
+    def greedy(self, src: torch.Tensor, max_len: int | None = None) -> list[list[int]]:
+        with _onednn(False) if src.device.type == "cpu" else nullcontext():   # one call per token: see generate
+            return decoding.greedy(self, src, max_len)
+
+    def beam_search(self, src: torch.Tensor, beam: int = 4, max_len: int | None = None,
+                    length_penalty: float = 0.6) -> list[list[int]]:
+        with _onednn(False) if src.device.type == "cpu" else nullcontext():
+            return decoding.beam_search(self, src, beam, max_len, length_penalty)
+
+    @torch.no_grad()
+    def cross_attention(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The attention weights (1 layer, B, 1 head, T, S) while the decoder reads tgt_in teacher-forced."""
+        memory, pad, state = self.encode(src)
+        return self.decode(tgt_in, state, memory, pad)[2][None, :, None]

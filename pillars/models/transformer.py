@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pillars.models import decoding
 from pillars.models.sampling import sample_next
 
 
@@ -272,7 +273,8 @@ def sinusoids(length: int, width: int) -> torch.Tensor:
 class Seq2SeqTransformer(nn.Module):
     """The encoder reads the whole source (bidirectional, source pads masked); the decoder predicts the
     target token by token, attending causally to the target so far and, through cross-attention, to the
-    encoder's output. Positions are the paper's sinusoids, added to embeddings scaled by sqrt(width).
+    encoder's output. Positions are the paper's sinusoids, added to embeddings scaled by sqrt(width); the
+    softmax reuses the target embedding (Press & Wolf 2017).
 
     The target needs no padding mask: its pads come after its real tokens, and the causal mask already
     hides every later position from a real token; the loss ignores the pad positions. Label smoothing
@@ -296,10 +298,11 @@ class Seq2SeqTransformer(nn.Module):
         self.decoder_ln = nn.LayerNorm(W)
         self.head = nn.Linear(W, cfg.tgt_vocab, bias=False)
         self.head.weight = self.tgt_embed.weight
+        # Embeddings N(0, 0.02) as GPT-2's, not N(0, 1/width): the head is the target embedding, and at the
+        # start the residual stream is mostly the input token's embedding times sqrt(width), so each position
+        # gives its own input token a logit of about (0.02 width)^2 / |stream|: 2 at width 256 (about 13 with
+        # N(0, 1/width), which started the loss 5 nats above ln V). Learning is as fast after the first steps.
         gpt2_init(self, cfg.encoder_layers + cfg.decoder_layers)
-        # N(0, 1/width), times sqrt(width) in _embed: unit variance, the scale of the sinusoids
-        for embed in dict.fromkeys([self.src_embed, self.tgt_embed]):
-            nn.init.normal_(embed.weight, 0.0, W ** -0.5)
 
     def _embed(self, embed: nn.Embedding, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         if start + idx.shape[1] > self.cfg.max_len:
@@ -326,69 +329,41 @@ class Seq2SeqTransformer(nn.Module):
         """src (B, S); tgt_in (B, T), the target shifted right (bos first) -> logits (B, T, tgt_vocab)."""
         return self.decode(tgt_in, *self.encode(src))
 
-    def _start(self, src: torch.Tensor, copies: int):
-        """Encode once, repeat each source `copies` times (beams), and an empty decoder cache."""
+    # decoding (pillars.models.decoding): the state is the memory, its padding mask and the decoder's KV cache
+    def start(self, src: torch.Tensor, copies: int) -> tuple[dict, torch.Tensor]:
+        """Encode once, repeat each source `copies` times (beams); an empty cache, and bos for each row."""
         memory, pad = self.encode(src)
         memory, pad = memory.repeat_interleave(copies, 0), pad.repeat_interleave(copies, 0)
         bos = torch.full((len(memory), 1), self.cfg.bos_id, dtype=torch.long, device=src.device)
-        return memory, pad, bos, [{} for _ in self.decoder]
+        return {"memory": memory, "pad": pad, "cache": [{} for _ in self.decoder]}, bos
 
-    def _strip(self, tokens: list[int]) -> list[int]:
-        return tokens[:tokens.index(self.cfg.eos_id)] if self.cfg.eos_id in tokens else tokens
+    def step(self, tokens: torch.Tensor, state: dict) -> torch.Tensor:
+        return self.decode(tokens, state["memory"], state["pad"], state["cache"])[:, -1]
 
-    @torch.no_grad()
+    def reorder(self, state: dict, rows: torch.Tensor) -> None:
+        for layer in state["cache"]:   # a source's rows share one memory: its cross-attention K/V need no move
+            layer["self"]["k"], layer["self"]["v"] = layer["self"]["k"][rows], layer["self"]["v"][rows]
+
     def greedy(self, src: torch.Tensor, max_len: int | None = None) -> list[list[int]]:
-        """The most likely next token at each step, up to eos or max_len tokens (default: the config's);
-        one list of token ids per source, without bos and eos."""
-        memory, pad, tok, cache = self._start(src, 1)
-        out, done = [], torch.zeros(len(src), dtype=torch.bool, device=src.device)
-        for _ in range(max_len or self.cfg.max_len):
-            tok = self.decode(tok, memory, pad, cache)[:, -1].argmax(-1, keepdim=True)
-            out.append(tok)
-            done |= tok[:, 0] == self.cfg.eos_id
-            if done.all():
-                break
-        return [self._strip(row) for row in torch.cat(out, 1).tolist()]
+        return decoding.greedy(self, src, max_len)
 
-    @torch.no_grad()
     def beam_search(self, src: torch.Tensor, beam: int = 4, max_len: int | None = None,
                     length_penalty: float = 0.6) -> list[list[int]]:
-        """Keep the `beam` most likely partial targets of each source; a target ending in eos is finished
-        and scored log P(y | x) / lp(y), with GNMT's lp(y) = ((5 + |y|) / 6)^alpha (Wu et al. 2016; no
-        coverage penalty), since raw log-probabilities favour short outputs. A source is done once it has
-        `beam` finished targets (as fairseq); at max_len the live beams are scored as they stand. Returns
-        the best target per source, as token ids without bos and eos."""
-        B, V, eos = len(src), self.cfg.tgt_vocab, self.cfg.eos_id
-        memory, pad, tokens, cache = self._start(src, beam)
-        logp = torch.full((B, beam), float("-inf"), device=src.device)
-        logp[:, 0] = 0.0                       # one live beam at the start, or the beams would be copies
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+        return decoding.beam_search(self, src, beam, max_len, length_penalty)
 
-        def lp(n: int) -> float:
-            return ((5 + n) / 6) ** length_penalty
-
-        for _ in range(max_len or self.cfg.max_len):
-            logits = self.decode(tokens[:, -1:], memory, pad, cache)[:, -1].float()
-            scores = (logp.view(-1, 1) + F.log_softmax(logits, -1)).view(B, beam * V)
-            top, idx = scores.topk(2 * beam, dim=1)          # 2 beam: `beam` survive even if beam of them end
-            origin, token = idx // V, idx % V
-            ends = (token == eos) & (top > float("-inf"))
-            for b, k in ends[:, :beam].nonzero().tolist():   # only an end among the best `beam` counts
-                if len(finished[b]) < beam:
-                    seq = tokens[b * beam + origin[b, k], 1:].tolist()
-                    finished[b].append((top[b, k].item() / lp(len(seq) + 1), seq))
-            if all(len(f) >= beam for f in finished):
-                break
-            logp, keep = top.masked_fill(token == eos, float("-inf")).topk(beam, dim=1)
-            rows = (torch.arange(B, device=src.device).unsqueeze(1) * beam + origin.gather(1, keep)).view(-1)
-            tokens = torch.cat([tokens[rows], token.gather(1, keep).view(-1, 1)], dim=1)
-            for layer in cache:     # beams move within their source, whose cross-attention K/V are all equal
-                layer["self"]["k"], layer["self"]["v"] = layer["self"]["k"][rows], layer["self"]["v"][rows]
-        for b in range(B):
-            if len(finished[b]) < beam:
-                finished[b] += [(logp[b, k].item() / lp(tokens.shape[1] - 1), tokens[b * beam + k, 1:].tolist())
-                                for k in range(beam) if logp[b, k] > float("-inf")]
-        return [max(f, key=lambda s: s[0])[1] for f in finished]
+    @torch.no_grad()
+    def cross_attention(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The decoder's cross-attention weights (decoder layers, B, heads, T, S) while it reads tgt_in
+        teacher-forced."""
+        mods = [block.cross for block in self.decoder]
+        for m in mods:
+            m.record = True
+        try:
+            self(src, tgt_in)
+            return torch.stack([m.weights for m in mods])
+        finally:
+            for m in mods:
+                m.record, m.weights = False, None
 
 
 # ----------------------------------------------------------------------------- encoder classifier (BERT-style)

@@ -52,6 +52,8 @@ class Job:
     tokens_per_sample: int = 0   # text tasks: tokens in one training example, to report tokens/s
     images: "Callable[[nn.Module], torch.Tensor] | None" = None   # a (C, H, W) grid in [0, 1] written at
     #                                      every evaluation to samples/step-N.png and TensorBoard (GANs)
+    outputs: "Callable[[str, dict], dict[str, str]] | None" = None   # (split, the sums of an evaluation of it) ->
+    #                                      files (name -> text) written into the run folder (a translation's outputs)
 
 
 @dataclass
@@ -149,7 +151,7 @@ class Family:
 
     def translate(self, run: LoadedRun, sentences: list[str], beam: int) -> list[str]:
         raise ConfigError(f"{run.run_dir} is a run of {run.task.name} ({self.what}): translate takes runs of "
-                          "bible-translate")
+                          "bible-translate and bible-fr-en-translate")
 
     def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int, invert: str, device: str,
                 log: Callable[[str], None]) -> None:

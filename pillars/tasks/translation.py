@@ -1,6 +1,15 @@
-"""Translation: an encoder-decoder Transformer from Spanish to English, scored with sacreBLEU and chrF."""
+"""Translation: an encoder-decoder Transformer or LSTM with attention, from Spanish or French to English (or
+between the sentences of a user's TSV), scored with sacreBLEU and chrF.
+
+Two tasks, one per Bible pair, share this recipe: `bible-translate` (Spanish, bible-es-en) and
+`bible-fr-en-translate` (French, bible-fr-en). A task per pair, rather than an option, keeps each task's
+dataset in the task table (`pillars list`, the data it fetches) and each trained run naming its language pair.
+`--set model=lstm|transformer` picks the network; `--set data=pairs.tsv` replaces the Bible by the user's pairs.
+Every evaluation of the test set writes the run's translations-test.tsv: source, reference and hypothesis,
+one pair a line in test order, so anyone can score it again with the sacrebleu command line."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -9,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from pillars import explain, metrics
-from pillars.config import ConfigError, Range, check_multiple, note
-from pillars.data import text
-from pillars.data.batches import TensorBatches
+from pillars.config import ConfigError, Range, check_multiple, note, unknown_name_message
+from pillars.data import sqlite_bible, text
+from pillars.data.batches import TensorBatches, TokenBatches
 from pillars.data.tokenizers import PAD, BPETokenizer
-from pillars.models import transformer
+from pillars.models import rnn, transformer
 from pillars.tasks import Family, Job, LoadedRun, Task, register
 
 BOS, EOS = "<bos>", "<eos>"   # ids 1 and 2, after <pad> = 0
@@ -26,15 +35,22 @@ class TranslationJob(Job):
     samples: list[tuple[str, str]] = field(default_factory=list)   # held-out pairs the tour translates
 
 
+MODELS = ("transformer", "lstm")
+
+
 @dataclass
 class TranslationOptions:
+    model: str = "transformer"   # transformer: Vaswani et al. (2017); lstm: a bidirectional LSTM encoder and an
+    #                              LSTM decoder with attention (Luong et al. 2015)
     data: str = ""               # a TSV of your own sentence pairs (source TAB target) instead of the Bibles
     valid_fraction: float = 0.05  # with data=FILE: the pairs held out at random (fixed seed) for the test set,
     #                               and as many again for validation
     vocab_size: int = 8000       # one byte-level BPE vocabulary for both languages, shared embeddings
     max_tokens: int = 96         # training pairs with a longer side are left out; held-out sources are cut
-    width: int = 256
-    heads: int = 4
+    buckets: bool = True         # batches of pairs of similar length, each about batch_size x the mean pair's
+    #                              tokens (fairseq's --max-tokens); false: batch_size pairs drawn at random
+    width: int = 256             # the Transformer's width; the LSTMs' embedding and hidden size
+    heads: int = 4               # the Transformer's attention heads
     encoder_layers: int = 3
     decoder_layers: int = 3
     dropout: float = 0.1
@@ -47,10 +63,16 @@ class TranslationOptions:
 
     @classmethod
     def check(cls, cfg: dict, task: Task) -> None:
-        check_multiple(cfg, "width", "heads", "each head reads width / heads channels")
+        if cfg["model"] not in MODELS:
+            raise ConfigError(unknown_name_message("model", cfg["model"], MODELS))
+        if cfg["model"] == "transformer":
+            check_multiple(cfg, "width", "heads", "each head reads width / heads channels")
+        elif cfg["width"] % 2:
+            raise ConfigError(f"width must be even for model=lstm (each direction of its encoder has half of it), "
+                              f"not {cfg['width']}")
 
 
-def sentence_pairs(cfg: dict) -> tuple[text.Pairs, text.Pairs, text.Pairs]:
+def sentence_pairs(cfg: dict, dataset: str = "bible-es-en") -> tuple[text.Pairs, text.Pairs, text.Pairs]:
     """(training, validation, test pairs): the Bibles' split by whole books, or the user's TSV split at random
     with a fixed seed (the same for every run)."""
     if cfg["data"]:
@@ -61,7 +83,7 @@ def sentence_pairs(cfg: dict) -> tuple[text.Pairs, text.Pairs, text.Pairs]:
             return text.load_tsv_pairs(cfg["data"], cfg["valid_fraction"], SPLIT_SEED)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    return text.bible_pairs("train"), text.bible_pairs("valid"), text.bible_pairs("test")
+    return tuple(sqlite_bible.verse_pairs(dataset, split) for split in ("train", "valid", "test"))
 
 
 def padded(rows: list[np.ndarray], width: int) -> torch.Tensor:
@@ -105,8 +127,27 @@ def say_cut(tok, encoded: dict[str, np.ndarray], most: int, why: str, warn: Call
                  f"{most} tokens, up to {kept_end!r}, are translated; split it into shorter sentences")
 
 
-def build_translation(cfg: dict, device: torch.device) -> TranslationJob:
-    train_pairs, valid_pairs, test_pairs = sentence_pairs(cfg)
+def network(cfg: dict, vocab: int) -> torch.nn.Module:
+    """The encoder-decoder `cfg["model"]` names, over one shared vocabulary (ids: pad 0, bos 1, eos 2)."""
+    L = cfg["max_tokens"]
+    if cfg["model"] == "lstm":
+        return rnn.Seq2SeqLSTM(rnn.Seq2SeqLSTMConfig(
+            src_vocab=vocab, tgt_vocab=vocab, embed=cfg["width"], hidden=cfg["width"],
+            encoder_layers=cfg["encoder_layers"], decoder_layers=cfg["decoder_layers"], dropout=cfg["dropout"],
+            max_len=L + 2, share_embeddings=True))
+    return transformer.Seq2SeqTransformer(transformer.Seq2SeqConfig(
+        src_vocab=vocab, tgt_vocab=vocab, width=cfg["width"], heads=cfg["heads"],
+        encoder_layers=cfg["encoder_layers"], decoder_layers=cfg["decoder_layers"], dropout=cfg["dropout"],
+        max_len=L + 2, pad_id=0, bos_id=1, eos_id=2, share_embeddings=True))
+
+
+def translations_tsv(pairs: text.Pairs, hypotheses: list[str]) -> str:
+    """Source, reference and hypothesis, tab-separated, one pair a line."""
+    return "".join(f"{s}\t{r}\t{h}\n" for (s, r), h in zip(pairs, hypotheses))
+
+
+def build_translation(cfg: dict, device: torch.device, dataset: str = "bible-es-en") -> TranslationJob:
+    train_pairs, valid_pairs, test_pairs = sentence_pairs(cfg, dataset)
     tok = BPETokenizer.train([s for pair in train_pairs for s in pair], cfg["vocab_size"], specials=(PAD, BOS, EOS))
     bos, eos, L = 1, 2, cfg["max_tokens"]
 
@@ -123,10 +164,7 @@ def build_translation(cfg: dict, device: torch.device) -> TranslationJob:
         src, tgt = encode_pairs(pairs, keep_long=True)
         return src.to(device), tgt.to(device), torch.arange(first, first + len(pairs), device=device)
 
-    model = transformer.Seq2SeqTransformer(transformer.Seq2SeqConfig(
-        src_vocab=len(tok), tgt_vocab=len(tok), width=cfg["width"], heads=cfg["heads"],
-        encoder_layers=cfg["encoder_layers"], decoder_layers=cfg["decoder_layers"], dropout=cfg["dropout"],
-        max_len=L + 2, pad_id=0, bos_id=bos, eos_id=eos, share_embeddings=True))
+    model = network(cfg, len(tok))
 
     def teacher_forced(model, src, tgt):
         src, tgt = trimmed(src), trimmed(tgt)
@@ -148,13 +186,26 @@ def build_translation(cfg: dict, device: torch.device) -> TranslationJob:
         return {**metrics.token_summary(sums), **metrics.translation_summary(sums, references, tok.decode),
                 "beam": cfg["beam"]}
 
+    def outputs(split: str, sums: dict) -> dict[str, str]:
+        """translations-test.tsv after an evaluation of the whole test set."""
+        first = len(valid_pairs)
+        count = np.asarray(sums["hyp_count"])[first:]
+        if split != "test" or not (count > 0).all():
+            return {}
+        table = np.rint(np.asarray(sums["hyp_ids"])[first:] / count[:, None]).astype(np.int64)
+        return {"translations-test.tsv": translations_tsv(test_pairs, [tok.decode(r[r > 0] - 1) for r in table])}
+
     train_src, train_tgt = encode_pairs(train_pairs, keep_long=False)
+    src_len, tgt_len = (train_src != 0).sum(1), (train_tgt != 0).sum(1) - 1   # tgt: bos is read, eos predicted
+    tensors = (train_src.to(device), train_tgt.to(device))
+    train = (TokenBatches(tensors, torch.maximum(src_len, tgt_len), cfg["batch_size"], cfg["seed"]) if cfg["buckets"]
+             else TensorBatches(tensors, cfg["batch_size"], cfg["seed"]))
     example = next((s for s, _ in test_pairs if 12 <= len(s.split()) <= 24), test_pairs[0][0])
     samples = [p for p in test_pairs if 8 <= len(p[0].split()) <= 20][:5] or test_pairs[:5]   # for the tour's report
     return TranslationJob(
-        model=model, train=TensorBatches((train_src.to(device), train_tgt.to(device)), cfg["batch_size"], cfg["seed"]),
-        valid=held_out(valid_pairs, 0), test=held_out(test_pairs, len(valid_pairs)), loss=loss,
-        eval_sums=eval_sums, summary=summary, tokenizer=tok, example_source=example, samples=samples)
+        model=model, train=train, valid=held_out(valid_pairs, 0), test=held_out(test_pairs, len(valid_pairs)),
+        loss=loss, eval_sums=eval_sums, summary=summary, outputs=outputs, tokenizer=tok,
+        tokens_per_sample=round(float((src_len + tgt_len).float().mean())), example_source=example, samples=samples)
 
 
 def translations(job: TranslationJob, cfg: dict, n: int = 5, beam: int = 4) -> list[dict]:
@@ -195,14 +246,26 @@ class TranslationFamily(Family):
         return {"explain": self.explain(run, log, light=light), "translations": translations(run.job, run.cfg)}
 
 
+DEFAULTS = {"max_steps": 1500, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 200,
+            "grad_clip": 1.0, "eval_every": 500, "eval_batches": 4, "eval_batch_size": 128, "precision": "auto",
+            "betas": "0.9,0.98"}
+MODEL_TEXT = ("Transformer (3 + 3 layers, 256 wide) or, with model=lstm, a bidirectional LSTM encoder and an LSTM "
+              "decoder with attention; shared BPE embeddings")
+
 register(Task(
     name="bible-translate",
-    description="Spanish to English with an encoder-decoder Transformer: the Reina-Valera 1909 and the World "
-                "English Bible, whole books held out (or --set data=pairs.tsv)",
-    dataset="bible-es-en", model="Transformer (3 + 3 layers, 256 wide, shared BPE embeddings)",
+    description="Spanish to English: the Reina-Valera 1909 and the World English Bible, whole books held out "
+                "(--set model=lstm|transformer; --set data=pairs.tsv for your own pairs)",
+    dataset="bible-es-en", model=MODEL_TEXT,
     objective="cross-entropy, label smoothing 0.1", metric="bleu", options=TranslationOptions,
-    build=build_translation, family=TranslationFamily(),
-    defaults={"max_steps": 1500, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 200,
-              "grad_clip": 1.0, "eval_every": 500, "eval_batches": 4, "eval_batch_size": 128,
-              "precision": "auto", "betas": "0.9,0.98"},
+    build=build_translation, family=TranslationFamily(), defaults=DEFAULTS,
+))
+
+register(Task(
+    name="bible-fr-en-translate",
+    description="French to English: the Louis Segond 1910 and the World English Bible, whole books held out "
+                "(--set model=lstm|transformer; --set data=pairs.tsv for your own pairs)",
+    dataset="bible-fr-en", model=MODEL_TEXT,
+    objective="cross-entropy, label smoothing 0.1", metric="bleu", options=TranslationOptions,
+    build=functools.partial(build_translation, dataset="bible-fr-en"), family=TranslationFamily(), defaults=DEFAULTS,
 ))

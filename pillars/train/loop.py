@@ -56,8 +56,9 @@ class StopRequested(Exception):
 
 
 def evaluate_job(job: tasks.Job, model: nn.Module, cfg: dict, device: torch.device, proc: Proc,
-                 split: str = "test") -> dict:
-    """The task's figures on one split ("valid" or "test"), sharded over the processes."""
+                 split: str = "test", run_dir: Path | None = None) -> dict:
+    """The task's figures on one split ("valid" or "test"), sharded over the processes; with `run_dir`, the
+    files of the job's `outputs` are written into it."""
     data = {"valid": job.valid, "test": job.test}[split]
     was_training = model.training
     model.eval()
@@ -69,7 +70,12 @@ def evaluate_job(job: tasks.Job, model: nn.Module, cfg: dict, device: torch.devi
             for k, v in job.eval_sums(model, batch).items():
                 total[k] = total[k] + v if k in total else v
     model.train(was_training)
-    return job.summary(all_reduce_sums(total, proc))
+    sums = all_reduce_sums(total, proc)
+    if run_dir is not None and proc.main and job.outputs is not None:
+        for name, text in job.outputs(split, sums).items():
+            with written(run_dir / name):
+                write_text_atomic(run_dir / name, text)
+    return job.summary(sums)
 
 
 @dataclass
@@ -311,7 +317,7 @@ def evaluate(t: Trainer, split: str, whole: bool = False) -> dict:
     """Evaluate on `split`, log it; a validation figure may become the best one. Its time is not training."""
     began = time.time()
     cfg = {**t.cfg, "eval_batches": 0} if whole else t.cfg
-    result = evaluate_job(t.job, t.eval_model, cfg, t.device, t.proc, split)
+    result = evaluate_job(t.job, t.eval_model, cfg, t.device, t.proc, split, t.run_dir)
     result["train_time_s"] = round(t.train_seconds(), 2)
     if split == "valid":
         score = result[t.metric if t.metric in result else "loss"]
