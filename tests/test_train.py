@@ -221,12 +221,13 @@ def test_bf16_autocast_and_sgd_train(tmp_path, fashion):
 
 
 @pytest.mark.slow
-def test_fashion_cnn_reaches_90_percent(tmp_path, fashion):
-    """A CI-sized real run: two epochs of a half-width network (width 16: 90.67% and 107 s on one core of an
-    AMD EPYC with AVX2 alone, where one epoch at width 32 reached 90.13% and 90.27% in 150-160 s)."""
-    summary, run = fit(tmp_path, "fashion", epochs=2.0, precision="auto", width=16, hidden=128,
+def test_fashion_cnn_reaches_88_percent_in_one_epoch(tmp_path, fashion):
+    """A CI-sized real run: one epoch of a half-width network (width 16) on all 54,000 training images: 89.28%
+    in 53 s on one core of an AMD EPYC with AVX2 alone (two epochs: 90.67% in 107 s; the README's default
+    run, 92.6%, is a benchmark, not a test)."""
+    summary, run = fit(tmp_path, "fashion", epochs=1.0, precision="auto", width=16, hidden=128,
                        train_samples=0, batch_size=128, eval_batches=0, eval_batch_size=1000)
-    assert summary["final"]["accuracy"] >= 0.90, summary
+    assert summary["final"]["accuracy"] >= 0.88, summary
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path, fashion):

@@ -259,7 +259,7 @@ class LanguageModel(Family):
         summary = run.run_dir / "summary.json"
         baselines = json.loads(summary.read_text()).get("baselines", {}) if summary.exists() else {}
         result = explain.explain_language_model(run.run_dir, run.job, baselines, log=log,
-                                                **({"positions": 1024, "cell_chars": 10000} if light else {}))
+                                                **({"positions": 512, "cell_chars": 5000} if light else {}))
         log(f"wrote {run.run_dir / 'memory_span.png'}: test loss ({result['memory_span_unit']}) with k tokens "
             "of history")
         log("  " + "  ".join(f"k={k}: {v:.3f}" for k, v in result["memory_span"].items()))
