@@ -354,7 +354,13 @@ def cmd_translate(args) -> int:
 def cmd_export(args) -> int:
     """The run as an ONNX model (pillars.export): RUN_DIR/model.onnx unless --out names the file."""
     from pillars import export
+    from pillars.config import ConfigError
     out_file = output_file(Path(args.out), "--out") if args.out else None
+    if out_file is not None and out_file.suffix.lower() != ".onnx":
+        raise ConfigError(f"--out {out_file} does not end in .onnx: give the ONNX file a name that ends in .onnx")
+    if out_file is not None and out_file.exists():
+        raise ConfigError(f"--out {out_file} already exists: export never replaces a file; delete it first, or "
+                          "give another name")
     path = export.export_run(Path(args.run_dir), out_file, args.device, log=note)
     say(f"wrote {path}")
     return 0
@@ -392,6 +398,9 @@ def cmd_tour(args) -> int:
 def cmd_demo(args) -> int:
     """The runs named (or those under runs/) on a local web page: pillars.demo, with Gradio."""
     from pillars import demo
+    from pillars.config import ConfigError
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, not {args.port}")
     demo.gradio()   # before anything is loaded: how to install the extra when it is missing
     run_dirs = [Path(p) for p in args.runs] if args.runs else demo.found_runs(Path("runs"))
     demo.serve(run_dirs, host=args.host, port=args.port, device=args.device, max_upload_mb=args.max_upload)

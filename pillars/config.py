@@ -21,6 +21,9 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the valid choices."""
 
 
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+
+
 def note(text: str) -> None:
     """A note on stderr, where it stays apart from what a command writes on stdout (samples, translations)."""
     print(text, file=sys.stderr, flush=True)
@@ -111,13 +114,13 @@ def coerce(key: str, value, default):
         try:
             return kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
         except ValueError:
-            raise ConfigError(f"{key} takes a {kind.__name__}, not {value!r}") from None
+            raise ConfigError(f"{key} takes {TYPE_NAMES.get(kind, kind.__name__)}, not {value!r}") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{key} takes a {kind.__name__}, not {value!r}")
+        raise ConfigError(f"{key} takes {TYPE_NAMES.get(kind, kind.__name__)}, not {value!r}")
     return value
 
 

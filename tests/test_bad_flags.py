@@ -116,7 +116,7 @@ def test_an_edit_of_config_toml_is_named_on_resume(cnn, tmp_path):
     ("lr = 0.003", "lr = = 0.003", "is not valid TOML"),
     ("lr = 0.003", "lr = 0.003\nlearning_rate = 0.1", "unknown key 'learning_rate'"),
     ("lr = 0.003", "lr = -1.0", "lr must be"),
-    ("lr = 0.003", 'lr = "fast"', "lr takes a float"),
+    ("lr = 0.003", 'lr = "fast"', "lr takes a number"),
     ('task = "digits-cnn"', 'task = "digits-cnnn"', "unknown task 'digits-cnnn'"),
 ], ids=["toml", "unknown-key", "range", "type", "task"])
 def test_a_broken_edit_of_config_toml_names_the_file_and_the_key(cnn, tmp_path, old, new, words):
@@ -229,7 +229,7 @@ BAD = [
     ("sample {lm} --out {lm}/model.safetensors", "is a file of the run"),
     ("sample {lm} --out {lm}/checkpoints", "is a folder"),
     ("predict {missing} {file}", "{missing}"), ("predict {cnn} {missing}", "{missing}"),
-    ("predict {cnn} {file}", "{file}"), ("predict {lm} {file}", "not an image classifier"),
+    ("predict {cnn} {file}", "{file}"), ("predict {lm} {file}", "not a classifier: predict takes runs of image"),
     ("predict {cnn} {file} --top-k 0", "--top-k"),
     ("sample {lm} --temperature -1", "--temperature"), ("sample {lm} --temperature nan", "--temperature"),
     ("sample {lm} --top-k -1", "--top-k"), ("sample {lm} --top-p 2", "--top-p"), ("sample {lm} --length 0", "--length"),

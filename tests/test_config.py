@@ -11,7 +11,7 @@ def test_coerce_types():
     assert config.coerce("compile", "true", False) is True
     assert config.coerce("compile", "0", True) is False
     assert config.coerce("lr", 1, 0.5) == 1.0
-    with pytest.raises(config.ConfigError, match="takes a int"):
+    with pytest.raises(config.ConfigError, match="takes an integer"):
         config.coerce("steps", "ten", 0)
     with pytest.raises(config.ConfigError, match="true or false"):
         config.coerce("compile", "maybe", False)

@@ -85,6 +85,8 @@ def test_cli_refuses_a_missing_folder_and_finds_runs(tmp_path):
     from pillars.config import ConfigError
     with pytest.raises(ConfigError, match="is not a folder"):
         demo.serve([tmp_path / "nothing"])
+    r = in_process(["demo", str(tmp_path), "--port", "99999"])
+    assert r.returncode == 2 and "--port must be between 1 and 65535, not 99999" in r.stderr
     (tmp_path / "runs" / "a" / "checkpoints" / "step-1").mkdir(parents=True)
     for p in ("runs/a/config.toml", "runs/a/checkpoints/step-1/config.toml", "runs/tour/cnn/config.toml"):
         (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)

@@ -145,6 +145,13 @@ def test_export_refuses_other_runs_and_the_runs_own_files(exported, tmp_path):
     assert r.returncode == 2 and "is a file of the run" in r.stderr
     r = pillars("export", str(run_dir), "--format", "tflite", check=False)
     assert r.returncode == 2 and "invalid choice: 'tflite'" in r.stderr
+    theirs = tmp_path / "notes.onnx"
+    theirs.write_text("the user's own file")
+    for out, words in ((theirs, "already exists: export never replaces a file"),
+                       (tmp_path / "model.txt", "does not end in .onnx")):
+        r = pillars("export", str(run_dir), "--out", str(out), check=False)
+        assert r.returncode == 2 and words in r.stderr, r.stderr
+    assert theirs.read_text() == "the user's own file" and not (tmp_path / "model.txt").exists()
     r = pillars("export", str(tmp_path / "nothing"), check=False)
     assert r.returncode == 2 and "does not exist" in r.stderr
     before = sorted(p.name for p in tmp_path.iterdir())

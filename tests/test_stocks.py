@@ -120,7 +120,8 @@ def test_a_users_csv_of_prices_and_its_errors(tmp_path):
                        ((f"data={csv}", "column=close"), "'Close' differs only in case"),
                        ((f"data={csv}", "column=Date"), "is not a number"),
                        (("series=TSLA",), "series must be one of sp500, nasdaq, AAPL"),
-                       (("target=price",), "target must be one of return, volatility")):
+                       (("target=price",), "target must be one of return, volatility"),
+                       (("valid_fraction=0.3",), "valid_fraction apply to your own CSV")):
         r = pillars("train", "stock-forecast", "--max-steps", "1", "--out", str(tmp_path / "bad"), *sets(*bad),
                     check=False)
         assert r.returncode != 0 and words in r.stderr, (bad, r.stderr[-500:])

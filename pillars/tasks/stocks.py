@@ -93,6 +93,11 @@ class StockOptions:
         check_choice(cfg, "cell", ("lstm", "rnn"))
         if not cfg["data"]:
             check_choice(cfg, "series", SERIES)
+            given = [k for k, default in (("column", ""), ("valid_fraction", 0.15), ("test_fraction", 0.15))
+                     if cfg[k] != default]
+            if given:
+                raise ConfigError(f"{', '.join(given)} apply to your own CSV (--set data=prices.csv); the series "
+                                  f"{cfg['series']} is split by whole years: leave them out, or give --set data=FILE")
         elif not cfg["column"]:
             raise ConfigError("give the price column with --set column=NAME (a name from the CSV's first line)")
         if cfg["valid_fraction"] + cfg["test_fraction"] >= 1:
