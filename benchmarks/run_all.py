@@ -6,7 +6,8 @@
 
 Each row is `pillars train TASK` with the task's defaults (the README's configuration), run into
 `runs/readme/TASK`, or with a longer configuration from configs/ (CONFIGS below): a finished run is reused
-and an interrupted one resumed, so the command can be stopped and started again. The tour's rows come from `runs/tour` (`pillars tour`). The table is written to
+and an interrupted one resumed, so the command can be stopped and started again. The tour's rows come from `runs/tour` (`pillars tour`), the translate-race's from `runs/translate-race` (`pillars experiment translate-race`:
+its LSTM run is `bible-fr-en-translate` at the task's defaults, validated on every verse ten times). The table is written to
 `benchmarks/results.md` and between the `results:start` / `results:end` markers of README.md; a row whose
 run has not been made here keeps the row the README has (made on the machine it names), or says it was
 not run yet. Each row names the machine its run was made on.
@@ -50,7 +51,7 @@ def row(label: str, run_dir: Path, kept: dict[str, str] | None = None) -> str:
             f"{s['steps']:,} steps, {speed}, {precision} | {s['machine']}, torch {s['torch']} |")
 
 
-def table(runs: Path, tour_dir: Path, kept: dict[str, str] | None = None) -> str:
+def table(runs: Path, tour_dir: Path, race_dir: Path, kept: dict[str, str] | None = None) -> str:
     lines = ["| command | result on the test set | baselines on the same test set | training | machine |",
              "|---|---|---|---|---|"]
     for key, name in (("cnn", "CNN"), ("lstm", "LSTM"), ("gpt", "GPT"), ("gan", "DCGAN")):
@@ -59,6 +60,8 @@ def table(runs: Path, tour_dir: Path, kept: dict[str, str] | None = None) -> str
         command = f"pillars train {CONFIGS[name][0]} --config {CONFIGS[name][1]}" if name in CONFIGS else \
             f"pillars train {name}"
         lines.append(row(f"`{command}`", runs / name, kept))
+    for model, name in (("lstm", "attention LSTM, the task's defaults"), ("transformer", "Transformer")):
+        lines.append(row(f"`pillars experiment translate-race`: {name}", race_dir / model, kept))
     return "\n".join(lines) + race_table()
 
 
@@ -95,6 +98,8 @@ def main() -> None:
     p.add_argument("--table-only", action="store_true", help="train nothing; write the table from existing runs")
     p.add_argument("--runs", default="runs/readme", help="folder of the runs (default runs/readme)")
     p.add_argument("--tour", default="runs/tour", help="the tour's folder (default runs/tour)")
+    p.add_argument("--translate-race", default="runs/translate-race",
+                   help="the translate-race's folder (default runs/translate-race)")
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args()
     folder = Path(args.runs)
@@ -113,7 +118,7 @@ def main() -> None:
     page = readme.read_text()
     if START not in page or END not in page:
         raise SystemExit(f"error: {readme} has no {START} ... {END} block to fill")
-    text = table(folder, Path(args.tour), readme_rows(page))
+    text = table(folder, Path(args.tour), Path(args.translate_race), readme_rows(page))
     write_text_atomic(ROOT / "benchmarks" / "results.md", text + "\n")
     page = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: f"{START}\n{text}\n{END}", page, flags=re.S)
     write_text_atomic(readme, page)

@@ -417,7 +417,7 @@ def cmd_experiment(args) -> int:
     if folder.exists() and not folder.is_dir():
         raise config.ConfigError(f"--out {folder} is a file, not a folder: choose another --out")
     extra = config.parse_sets(args.set)
-    show = transfer_curve if args.name == "transfer-curve" else long_lag
+    show = {"transfer-curve": transfer_curve, "long-lag": long_lag, "translate-race": translate_race}[args.name]
     return show(args, folder, extra)
 
 
@@ -456,6 +456,35 @@ def long_lag(args, folder: Path, extra: dict) -> int:
     say(f"{'T':>5}  {'LSTM':>7}  {'tanh RNN':>8}   (always answering 1: {experiments.chance_success():.1%})")
     for lag in lags:
         say(f"{lag:>5}  {table['lstm'][lag]['mean']:>7.1%}  {table['rnn'][lag]['mean']:>8.1%}")
+    return 0
+
+
+def translate_race(args, folder: Path, extra: dict) -> int:
+    from pillars import experiments
+    from pillars.config import ConfigError
+    for flag in ("labels", "lags", "seeds"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag} is not an option of translate-race (one run a model): drop it")
+    table = experiments.translate_race(folder, extra=extra, log=note)
+    if not table:
+        return 130
+    rows = table["models"]
+    say(f"French to English, validation BLEU (greedy, every validation verse) after minutes of training  ->  "
+        f"{folder / 'translate_race.png'}")
+    say(f"{'':22}" + "".join(f"{str(m) + ' min':>9}" for m in table["marks_min"]) + f"{'trained':>10}{'pairs/s':>9}")
+    for row in rows.values():
+        cells = "".join(f"{'-' if b is None else f'{b:.1f}':>9}" for b in row["bleu_at"].values())
+        say(f"{row['name']:22}{cells}{row['train_min']:>6.1f} min{row['pairs_per_s']:>9.1f}")
+    say(f"{'leads':22}" + "".join(f"{rows[w]['name'].split()[0] if w in rows else w:>9}"
+                                   for w in table["leader_at"].values()))
+    for row in rows.values():
+        if row["train_min"] < table["marks_min"][-1]:
+            say(f"({row['name']} finished after {row['train_min']:.1f} minutes of training: its last figure stands "
+                f"at the later marks)")
+    for model, said in table["attention"].items():
+        say(f"{rows[model]['name']}: {said['translation']}")
+    say(f"the same held-out verse, {table['attention'][next(iter(rows))]['source']!r}: both cross-attention maps in "
+        f"{folder / 'translate_race_attention.png'}")
     return 0
 
 
@@ -586,15 +615,15 @@ def add_demo(sub) -> None:
 
 
 def add_experiment(sub) -> None:
-    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, long-lag")
-    xp.add_argument("name", help="transfer-curve or long-lag")
+    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, long-lag, translate-race")
+    xp.add_argument("name", help="transfer-curve, long-lag or translate-race")
     xp.add_argument("--out", help="folder of the experiment's runs and plot (default: runs/NAME)")
     xp.add_argument("--labels", help="transfer-curve: labelled images per class, comma-separated (10,30,100)")
     xp.add_argument("--lags", help="long-lag: sequence lengths, comma-separated (25,50,100,200)")
     xp.add_argument("--seeds", type=int, help="seeds per point (transfer-curve 3, long-lag 1)")
     xp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a configuration key for every run (see `pillars list --keys fashion-transfer` "
-                         "or `adding-problem`)")
+                    help="a configuration key for every run (see `pillars list --keys fashion-transfer`, "
+                         "`adding-problem` or `bible-fr-en-translate`)")
     xp.set_defaults(fn=cmd_experiment)
 
 

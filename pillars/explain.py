@@ -597,18 +597,38 @@ def cross_attention(model: nn.Module, src: torch.Tensor, hyp: list[int]) -> np.n
 def plot_cross_attention(weights: np.ndarray, src_pieces: list[str], tgt_pieces: list[str], path: Path) -> None:
     """Source-target alignment: the last decoder layer's cross-attention (an LSTM's one attention), averaged over
     its heads."""
-    w = weights[-1].mean(0)[:len(tgt_pieces), :len(src_pieces)]
+    plot_cross_attentions([("cross-attention of the last decoder layer (mean of heads)", weights, src_pieces,
+                            tgt_pieces)], path)
+
+
+def plot_cross_attentions(panels: list[tuple[str, np.ndarray, list[str], list[str]]], path: Path) -> None:
+    """One alignment map a panel, side by side: (title, weights, source pieces, translation pieces) each, the
+    weights as `cross_attention` returns them."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(src_pieces) + 2), max(4.0, 0.3 * len(tgt_pieces) + 1.5)))
-    ax.imshow(w, cmap="Greys", aspect="auto", vmin=0)
-    ax.set_xticks(range(len(src_pieces)), src_pieces, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(tgt_pieces)), tgt_pieces, fontsize=7)
-    ax.set_xlabel("source tokens")
-    ax.set_ylabel("translation tokens, as generated")
-    ax.set_title("cross-attention of the last decoder layer (mean of heads)", fontsize=9)
+    size = [(max(5.0, 0.32 * len(s) + 2), max(4.0, 0.3 * len(t) + 1.5)) for _, _, s, t in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(w for w, _ in size), max(h for _, h in size)),
+                             squeeze=False)
+    for ax, (title, weights, src_pieces, tgt_pieces) in zip(axes[0], panels):
+        ax.imshow(weights[-1].mean(0)[:len(tgt_pieces), :len(src_pieces)], cmap="Greys", aspect="auto", vmin=0)
+        ax.set_xticks(range(len(src_pieces)), src_pieces, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(tgt_pieces)), tgt_pieces, fontsize=7)
+        ax.set_xlabel("source tokens")
+        ax.set_ylabel("translation tokens, as generated")
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def translation_attention(job, source: str = "") -> tuple[str, np.ndarray, list[str], list[str]]:
+    """A translation model's greedy output for `source` (default: the job's held-out example), the decoder's
+    cross-attention while it wrote it, and the source and output tokens as they read."""
+    model, tok = job.model.float().eval(), job.tokenizer
+    src = torch.from_numpy(tok.encode(source or job.example_source))[None].to(next(model.parameters()).device)
+    src = src[:, :model.cfg.max_len]
+    hyp = model.greedy(src)[0]
+    return (tok.decode(hyp), cross_attention(model, src, hyp), token_pieces(tok, src[0].tolist()),
+            token_pieces(tok, hyp) + ["<eos>"])
 
 
 def token_pieces(tok, ids) -> list[str]:
@@ -619,16 +639,11 @@ def token_pieces(tok, ids) -> list[str]:
 def explain_translation(run_dir: Path, job, source: str = "", log=print) -> dict:
     """The decoder's cross-attention over `source` (default: the job's held-out example) while it writes its
     greedy translation. `job`: a tasks.translation.TranslationJob."""
-    model, tok = job.model.float().eval(), job.tokenizer
     source = source or job.example_source
-    src = torch.from_numpy(tok.encode(source))[None].to(next(model.parameters()).device)
-    src = src[:, :model.cfg.max_len]
-    hyp = model.greedy(src)[0]
-    log(f"source:      {source}\ntranslation: {tok.decode(hyp)}")
-    weights = cross_attention(model, src, hyp)
-    plot_cross_attention(weights, token_pieces(tok, src[0].tolist()), token_pieces(tok, hyp) + ["<eos>"],
-                         run_dir / "cross_attention.png")
-    out = {"source": source, "translation": tok.decode(hyp), "cross_attention": "cross_attention.png"}
+    translation, weights, src_pieces, tgt_pieces = translation_attention(job, source)
+    log(f"source:      {source}\ntranslation: {translation}")
+    plot_cross_attention(weights, src_pieces, tgt_pieces, run_dir / "cross_attention.png")
+    out = {"source": source, "translation": translation, "cross_attention": "cross_attention.png"}
     write_text_atomic(run_dir / "explain.json", json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     return out
 
@@ -699,7 +714,8 @@ def explain_gan(run_dir: Path, job) -> dict:
     """interpolation.png and dynamics.png of a GAN run (a GANJob: its classes, whether it is conditional)."""
     model = job.model.float()
     plot_interpolation(model, job.conditional, job.classes, run_dir / "interpolation.png")
-    lines = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    from pillars.runs import read_metrics
+    lines = read_metrics(run_dir)
     plot_gan_dynamics(lines, run_dir / "dynamics.png")
     train = [ln for ln in lines if ln["split"] == "train" and "d_real" in ln]
     tail = train[-max(1, len(train) // 10):]       # the last tenth of training

@@ -142,6 +142,14 @@ def settings_changed(run_dir: Path, task_name: str, cfg: dict) -> str:
                      if k not in _WHERE and (k not in written or saved.get(k) != v))
 
 
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl (none if it has none yet)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def summary_of(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "summary.json"
     if not path.exists():

@@ -26,6 +26,7 @@ from pillars import runs, tasks, train
 from pillars.config import ConfigError, write_text_atomic
 from pillars.devices import machine_name
 from pillars.plots import pyplot
+from pillars.tasks.translation import FR_EN_TRANSFORMER
 
 DEFAULT_BUDGET = 15.0   # minutes
 
@@ -86,11 +87,17 @@ STAGES = (
           quick={"max_steps": 700, "width": 128, "context": 128, "warmup_steps": 50, "dropout": 0.0,
                  "eval_batches": 16}, scaled="max_steps", train_s=170, explain_s=20, datasets=("sotu",),
           full_s=600, short={"eval_batches": 4}),
-    Stage("translate", "Transformers: translation", "bible-translate",
-          "An encoder-decoder Transformer translates Spanish verses into English; the decoder's "
-          "cross-attention reads the Spanish words each English word comes from.",
-          quick={}, scaled="max_steps", train_s=0, explain_s=30, datasets=("bible-es-en",), full_only=True,
+    Stage("translate-lstm", "Recurrent networks: translation", "bible-fr-en-translate",
+          "An encoder LSTM reads a French verse both ways and a decoder LSTM writes the English one word by "
+          "word, looking back over the French at each word through attention (Bahdanau et al. 2015; Luong "
+          "et al. 2015): the sequence-to-sequence model that first made neural translation work.",
+          quick={}, scaled="max_steps", train_s=0, explain_s=30, datasets=("bible-fr-en",), full_only=True,
           full_s=1800),
+    Stage("translate", "Transformers: translation", "bible-fr-en-translate",
+          "An encoder-decoder Transformer translates the same French verses into English in the same half hour; "
+          "the decoder's cross-attention reads the French words each English word comes from.",
+          quick={}, scaled="max_steps", train_s=0, explain_s=30, datasets=("bible-fr-en",), full_only=True,
+          full_s=1800, full=dict(FR_EN_TRANSFORMER)),
     Stage("gan", "GANs", "fashion-dcgan",
           "A generative adversarial network (Goodfellow et al. 2014) trains a forger, the generator, against "
           "a detective, the discriminator, until the forgeries are hard to tell from real images. This "
@@ -211,17 +218,10 @@ def run_experiments(stage: Stage, out: Path, lighter: bool, console, device: str
     return result
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_curves(run_dir: Path, summary: dict, path: Path) -> None:
     """Training loss (left); the validation metric at each evaluation and the test figure, read once at the
     end (right), against the optimizer step."""
-    lines = read_metrics(run_dir)
+    lines = runs.read_metrics(run_dir)
     metric = summary["metric"]
     points = {split: [(r["step"], r[key]) for r in lines if r["split"] == split and key in r]
               for split, key in (("train", "loss"), ("valid", metric), ("test", metric))}

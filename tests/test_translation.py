@@ -260,3 +260,38 @@ def test_the_lstm_learns_a_small_tsv_translates_explains_and_writes_its_translat
     weights = explain.cross_attention(job.model, src, hyp)    # (1 layer, 1 head, len(hyp) + 1, source tokens)
     assert weights.shape == (1, 1, len(hyp) + 1, src.shape[1])
     assert np.allclose(weights.sum(-1), 1, atol=1e-5)
+
+
+def test_the_race_reads_each_models_last_validation_bleu_within_each_mark():
+    from pillars.experiments import bleu_at, leader
+    curve = [(2.5, 1.0), (9.9, 4.0), (10.1, 6.0), (24.0, 9.0)]
+    assert [bleu_at(curve, m) for m in (2, 10, 20, 30)] == [None, 4.0, 6.0, 9.0]
+    assert leader({"lstm": 4.0, "transformer": 3.5}) == "lstm"
+    assert leader({"lstm": 4.0, "transformer": 4.0}) == "tie"
+    assert leader({"lstm": None, "transformer": 3.5}) == "-"
+
+
+def test_translate_race_trains_both_models_and_draws_the_race_and_both_attention_maps(tmp_path):
+    tsv = digits_tsv(tmp_path / "pairs.tsv", n=1500)
+    out = tmp_path / "race"
+    r = pillars("experiment", "translate-race", "--out", str(out),
+                *sets(f"data={tsv}", "max_steps=150", "width=64", "heads=2", "encoder_layers=1", "decoder_layers=1",
+                      "vocab_size=300", "max_tokens=24", "lr=3e-3", "warmup_steps=20", "dropout=0", "batch_size=32"))
+    table = json.loads((out / "translate_race.json").read_text())
+    for model in ("lstm", "transformer"):
+        row = table["models"][model]
+        valid = [x for x in runs.read_metrics(out / model) if x["split"] == "valid"]
+        assert len(valid) == 10    # every 15th of the 150 steps, the last one after training
+        assert np.allclose([t for t, _ in row["curve"]], [x["train_time_s"] / 60 for x in valid], atol=1e-3)
+        assert row["bleu_at"] == {"10": valid[-1]["bleu"], "20": valid[-1]["bleu"], "30": valid[-1]["bleu"]}
+        assert [b for _, b in row["curve"]] == [x["bleu"] for x in valid]
+        assert table["attention"][model]["translation"]
+    bleus = {m: table["models"][m]["bleu_at"]["30"] for m in ("lstm", "transformer")}
+    assert table["leader_at"]["30"] == (max(bleus, key=bleus.get) if len(set(bleus.values())) > 1 else "tie")
+    assert (out / "translate_race.png").stat().st_size > 10_000
+    assert (out / "translate_race_attention.png").stat().st_size > 10_000
+    assert "leads" in r.stdout and "LSTM with attention" in r.stdout and "Transformer" in r.stdout
+    again = pillars("experiment", "translate-race", "--seeds", "2", "--out", str(out), check=False)
+    assert again.returncode != 0 and "--seeds is not an option of translate-race" in again.stderr
+    one = pillars("experiment", "translate-race", "--out", str(out), *sets("model=lstm"), check=False)
+    assert one.returncode != 0 and "trains both models (lstm, transformer) itself: drop --set model" in one.stderr

@@ -249,8 +249,18 @@ class TranslationFamily(Family):
 DEFAULTS = {"max_steps": 1500, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 200,
             "grad_clip": 1.0, "eval_every": 500, "eval_batches": 4, "eval_batch_size": 128, "precision": "auto",
             "betas": "0.9,0.98"}
+# French to English on a 2-core CPU: the attention LSTM, 2 + 2 layers, which learns fastest per minute there
+# (equal-time probes on the validation books, benchmarks/results.md), for about 30 minutes of training
+FR_EN_DEFAULTS = {**DEFAULTS, "model": "lstm", "encoder_layers": 2, "decoder_layers": 2, "lr": 3e-3,
+                  "warmup_steps": 100, "max_steps": 1600}
+# the Transformer at the same 2 + 2 layers and width, with the learning rate that led among the Transformers of
+# the same probes, and the steps of about 30 minutes of training there: `--set model=transformer --set lr=2e-3
+# --max-steps 1200` (the translate-race's other runner and the full tour's)
+FR_EN_TRANSFORMER = {"model": "transformer", "lr": 2e-3, "max_steps": 1200}
 MODEL_TEXT = ("Transformer (3 + 3 layers, 256 wide) or, with model=lstm, a bidirectional LSTM encoder and an LSTM "
               "decoder with attention; shared BPE embeddings")
+FR_EN_MODEL_TEXT = ("a bidirectional LSTM encoder and an LSTM decoder with attention (2 + 2 layers, 256 wide) or, with "
+                    "model=transformer, a Transformer of the same size; shared BPE embeddings")
 
 register(Task(
     name="bible-translate",
@@ -265,7 +275,8 @@ register(Task(
     name="bible-fr-en-translate",
     description="French to English: the Louis Segond 1910 and the World English Bible, whole books held out "
                 "(--set model=lstm|transformer; --set data=pairs.tsv for your own pairs)",
-    dataset="bible-fr-en", model=MODEL_TEXT,
+    dataset="bible-fr-en", model=FR_EN_MODEL_TEXT,
     objective="cross-entropy, label smoothing 0.1", metric="bleu", options=TranslationOptions,
-    build=functools.partial(build_translation, dataset="bible-fr-en"), family=TranslationFamily(), defaults=DEFAULTS,
+    build=functools.partial(build_translation, dataset="bible-fr-en"), family=TranslationFamily(),
+    defaults=FR_EN_DEFAULTS,
 ))
