@@ -110,8 +110,8 @@ def chance_success(tolerance: float = 0.04) -> float:
 RACE_TASK = "bible-fr-en-translate"
 RACE_MARKS = (10, 20, 30)   # minutes of training at which the race is read
 # The race's runs: the task's defaults (the attention LSTM) and the Transformer at the same 2 + 2 layers and
-# width with the learning rate that led among the Transformers of equal-time probes; each with as many steps
-# as about 30 minutes of training take on a 2-core CPU, the whole validation set scored every tenth of them.
+# width (translation.FR_EN_TRANSFORMER); each with as many steps as about 30 minutes of training take on a
+# 2-core CPU, the whole validation set scored every tenth of them.
 RACE_CONFIGS = {"lstm": {}, "transformer": translation.FR_EN_TRANSFORMER}
 MODEL_NAMES = {"lstm": "LSTM with attention", "transformer": "Transformer"}
 
