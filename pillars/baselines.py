@@ -3,6 +3,8 @@
 - `KneserNey`: an interpolated Kneser-Ney n-gram language model (Kneser & Ney 1995; Chen & Goodman 1998),
   with one discount per order (modified Kneser-Ney uses three), on the same tokens as the neural model.
 - `naive_forecast`, `seasonal_naive_forecast`: the forecasts MASE is defined against (Hyndman & Koehler 2006).
+- `local_maxima_crowns`: tree crowns as local maxima of a smoothed greenness index, each given a box of the
+  typical crown's size: the classic way of finding tree tops before learned detectors (Wulder et al. 2000).
 - `cached_baselines`: any of them computed once per set of inputs and kept under $PILLARS_HOME/baselines.
 """
 from __future__ import annotations
@@ -126,6 +128,28 @@ def vader_predictions(texts: list[str], default: int) -> np.ndarray:
     analyzer = SentimentIntensityAnalyzer()
     scores = np.array([analyzer.polarity_scores(t)["compound"] for t in texts])
     return np.where(scores > 0, 1, np.where(scores < 0, 0, default))
+
+
+def local_maxima_crowns(image: np.ndarray, side: float, sigma: float, spacing: int, index: str = "exg",
+                        limit: int = 300) -> np.ndarray:
+    """Tree crowns found by local-maximum filtering (Wulder et al. 2000): a greenness index of every pixel,
+    smoothed by a Gaussian of `sigma` pixels; every pixel that is the largest within `spacing` pixels is a tree
+    top, boxed by a `side` x `side` square centred on it and scored by the smoothed index. `index`: "exg", the
+    excess green 2G - R - B (Woebbecke et al. 1995), or "dark", minus the brightness (conifers above sunlit
+    grass). Returns the `limit` best as (K, 6) rows x0, y0, x1, y1, score, class 0."""
+    from scipy.ndimage import gaussian_filter, maximum_filter
+    rgb = image.astype(np.float32)
+    value = 2 * rgb[..., 1] - rgb[..., 0] - rgb[..., 2] if index == "exg" else -rgb.mean(-1)
+    smooth = gaussian_filter(value, sigma)
+    ys, xs = np.nonzero(smooth == maximum_filter(smooth, size=2 * spacing + 1))
+    score = smooth[ys, xs]
+    best = np.argsort(-score)[:limit]
+    ys, xs, score = ys[best], xs[best], score[best]
+    h, w = smooth.shape
+    boxes = np.stack([(xs - side / 2).clip(0, w), (ys - side / 2).clip(0, h), (xs + side / 2).clip(0, w),
+                      (ys + side / 2).clip(0, h)], 1)
+    scores = (score - score.min() + 1e-3) / (np.ptp(score) + 1e-3) if len(score) else score   # in (0, 1]
+    return np.concatenate([boxes, scores[:, None], np.zeros((len(xs), 1))], 1).astype(np.float32)
 
 
 def cached_baselines(name: str, compute: Callable[[], dict], *inputs) -> dict:

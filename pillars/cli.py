@@ -528,7 +528,7 @@ def add_evaluate(sub) -> None:
 
 
 def add_predict(sub) -> None:
-    pr = sub.add_parser("predict", help="classify image files, or WAV recordings, with a trained run")
+    pr = sub.add_parser("predict", help="classify image files or WAV recordings, or find the objects in images, with a trained run")
     pr.add_argument("run_dir")
     pr.add_argument("images", nargs="+", metavar="FILE")
     pr.add_argument("--top-k", dest="top_k", type=int, default=3)

@@ -48,3 +48,26 @@ def save_image_grid(grid, path: Path, scale: int = 2) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     img.save(tmp, format="PNG")
     os.replace(tmp, path)
+
+
+def draw_boxes(image, boxes, truth, hits, path: Path, scores=None) -> None:
+    """An image (3, H, W) uint8 with boxes drawn on it, written as a PNG (atomically): the ground truth in blue
+    (when given), the detections in green where `hits` marks them true positives and in red otherwise (all
+    green when `hits` is None), with their scores when given."""
+    import os
+
+    from PIL import Image, ImageDraw
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).convert("RGB")
+    draw = ImageDraw.Draw(img)
+    for b in ([] if truth is None else truth.tolist()):
+        draw.rectangle(b, outline=(40, 120, 255), width=2)
+    for i, b in enumerate(boxes.tolist()):
+        colour = (40, 220, 40) if hits is None or hits[i] else (255, 40, 40)
+        draw.rectangle(b, outline=colour, width=2)
+        if scores is not None:
+            draw.text((b[0] + 2, b[1] + 1), f"{float(scores[i]):.2f}", fill=colour)
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)

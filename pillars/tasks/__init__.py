@@ -156,7 +156,8 @@ class Family:
     def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int, invert: str, device: str,
                 log: Callable[[str], None]) -> None:
         raise ConfigError(f"{run_dir} holds a {self.what}, not a classifier: predict takes runs of image "
-                          "classifiers and spoken-digit classifiers (pillars evaluate and explain take any run)")
+                          "classifiers, spoken-digit classifiers and object detectors (pillars evaluate and explain "
+                          "take any run)")
 
     def probabilities(self, run: LoadedRun, source, invert: str = "auto") -> torch.Tensor:
         """The class probabilities of one input (an image, a recording), in the order of the run's classes
