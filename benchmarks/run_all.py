@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from pillars import tasks  # noqa: E402
 from pillars.config import write_text_atomic  # noqa: E402
 
-TASKS = ["fashion-cnn", "fashion-resnet", "mnist-5k-cnn", "digits-cnn",
+TASKS = ["fashion-cnn", "fashion-resnet", "mnist-5k-cnn", "digits-cnn", "tree-detect", "brain-segment",
          "sotu-char-lstm", "sotu-lstm", "weather-lstm", "movie-sentiment-lstm", "spoken-digits-lstm",
          "sotu-char-gpt", "sotu-gpt", "fashion-vit", "movie-sentiment-transformer", "bible-translate",
          "fashion-dcgan", "fashion-cdcgan", "mnist-5k-dcgan"]

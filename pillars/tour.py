@@ -55,6 +55,18 @@ STAGES = (
           "objects (LeCun et al. 1998; He et al. 2016 for the residual connections).",
           quick={"epochs": 3.0}, scaled="epochs", train_s=190, explain_s=30, datasets=("fashion-mnist",),
           full_s=1500, short={"eval_batches": 10}),   # 2,000 of the 6,000 held-out images
+    Stage("detect", "Convolutional networks: detection", "tree-detect",
+          "The same convolutions, asked where rather than what: FCOS (Tian et al. 2019) predicts at every "
+          "location of a feature pyramid whether a tree crown is there and how far its box reaches, here on "
+          "an ImageNet-pretrained EfficientNet-Lite0, in aerial photographs of Yellowstone with regions held out.",
+          quick={}, scaled="max_steps", train_s=0, explain_s=20, datasets=("neon-trees", "efficientnet-lite0-imagenet"),
+          full_only=True, full_s=900),
+    Stage("segment", "Convolutional networks: medical images", "brain-segment",
+          "A U-Net (Ronneberger et al. 2015) labels every pixel: a contracting path of convolutions and poolings "
+          "sees the context, an expanding path with skip connections puts the labels back in place. Here it "
+          "outlines the brain in MRI slices of one subject (Colin27), on slabs held out with gaps, against a "
+          "baseline that copies the nearest training slice's labels.",
+          quick={}, scaled="epochs", train_s=0, explain_s=10, datasets=("colin27",), full_only=True, full_s=800),
     Stage("lstm", "Recurrent networks (LSTM)", "sotu-char-lstm",
           "A recurrent network reads a sequence one token at a time and carries a state from step to step; "
           "the LSTM's gated cell (Hochreiter & Schmidhuber 1997) lets that state keep context for long "

@@ -24,7 +24,7 @@ def test_budget_scales_training_and_keeps_a_floor():
     assert tiny["lstm"]["eval_batches"] == 4 and quick["lstm"]["eval_batches"] == 16 and "eval_batches" not in quick["cnn"]
     full = {s.key: o for s, o in tour.plan(full=True)}
     assert "translate" in full and full["cnn"] == {}   # the tasks' own (README) configurations
-    assert list(full) == ["cnn", "lstm", "speech", "stock-return", "stock-volatility", "gpt", "translate-lstm",
+    assert list(full) == ["cnn", "detect", "segment", "lstm", "speech", "stock-return", "stock-volatility", "gpt", "translate-lstm",
                           "translate", "gan"]
     assert full["translate-lstm"] == {} and full["translate"]["model"] == "transformer"   # both on French-English
     assert full["stock-volatility"] == {"series": "sp500", "target": "volatility"}
