@@ -34,31 +34,30 @@ def image_grid(images, nrow: int = 8, pad: int = 2):
     return grid
 
 
-def save_image_grid(grid, path: Path, scale: int = 2) -> None:
-    """A (C, H, W) grid in [0, 1] as a PNG, each pixel `scale` x `scale`; written atomically."""
+def save_png(img, path: Path) -> None:
+    """A Pillow image written as a PNG atomically (a temporary file, then renamed), its folder made."""
     import os
-
-    import numpy as np
-    from PIL import Image
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (grid.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    arr = np.repeat(np.repeat(arr, scale, 0), scale, 1)
-    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
     tmp = path.with_name(f".{path.name}.tmp")
     img.save(tmp, format="PNG")
     os.replace(tmp, path)
+
+
+def save_image_grid(grid, path: Path, scale: int = 2) -> None:
+    """A (C, H, W) grid in [0, 1] as a PNG, each pixel `scale` x `scale`; written atomically."""
+    import numpy as np
+    from PIL import Image
+    arr = (grid.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    arr = np.repeat(np.repeat(arr, scale, 0), scale, 1)
+    save_png(Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr), path)
 
 
 def draw_boxes(image, boxes, truth, hits, path: Path, scores=None) -> None:
     """An image (3, H, W) uint8 with boxes drawn on it, written as a PNG (atomically): the ground truth in blue
     (when given), the detections in green where `hits` marks them true positives and in red otherwise (all
     green when `hits` is None), with their scores when given."""
-    import os
-
     from PIL import Image, ImageDraw
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).convert("RGB")
     draw = ImageDraw.Draw(img)
     for b in ([] if truth is None else truth.tolist()):
@@ -68,6 +67,4 @@ def draw_boxes(image, boxes, truth, hits, path: Path, scores=None) -> None:
         draw.rectangle(b, outline=colour, width=2)
         if scores is not None:
             draw.text((b[0] + 2, b[1] + 1), f"{float(scores[i]):.2f}", fill=colour)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    save_png(img, path)

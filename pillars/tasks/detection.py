@@ -85,6 +85,12 @@ def scaled(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(127.5).sub_(1)
 
 
+def detect(model: cnn.FCOS, images: torch.Tensor, sizes: torch.Tensor | None, cfg: dict) -> list[torch.Tensor]:
+    """Each uint8 image's detections (K, 6), with the run's threshold, NMS IoU and limit (`cnn.fcos_detect`)."""
+    return cnn.fcos_detect(model, scaled(images), sizes, cfg["score_threshold"], iou=cfg["nms_iou"],
+                           max_detections=cfg["max_detections"])
+
+
 # ----------------------------------------------------------------------------- regions
 
 Rect = tuple[int, int, int, int]   # x0, y0, x1, y1 in pixels, far edges exclusive
@@ -193,13 +199,14 @@ def build_detection(cfg: dict, device: torch.device) -> DetectionJob:
         main, other, classes = packaged_images()
     index = {c: i for i, c in enumerate(classes)}
     split: dict[str, list] = {"train": [], "valid": [], "test": []}
+
+    def labels_of(image: BoxedImage) -> np.ndarray:
+        return np.array([index[n] for n in image.names], dtype=np.int64)
     for image in main:
-        labels = np.array([index[n] for n in image.names], dtype=np.int64)
         for name, rect in regions(*image.image.shape[:2], cfg["held_out"], cfg["gap"]).items():
-            split[name].append((image, labels, rect))
+            split[name].append((image, labels_of(image), rect))
     for image in other:   # the other sites: whole images, a second test
-        labels = np.array([index[n] for n in image.names], dtype=np.int64)
-        split["test"].append((image, labels, (0, 0, image.image.shape[1], image.image.shape[0])))
+        split["test"].append((image, labels_of(image), (0, 0, image.image.shape[1], image.image.shape[0])))
     train = training_crops(split["train"], cfg["tile"])
     valid, valid_truth, valid_sizes, valid_names = held_out_regions(split["valid"])
     test, test_truth, test_sizes, test_names = held_out_regions(split["test"])
@@ -217,8 +224,7 @@ def build_detection(cfg: dict, device: torch.device) -> DetectionJob:
 
     def eval_sums(model, batch):
         images, _, _, region_sizes, idx = batch
-        found = cnn.fcos_detect(model, scaled(images), region_sizes, cfg["score_threshold"], iou=cfg["nms_iou"],
-                                max_detections=cfg["max_detections"])
+        found = detect(model, images, region_sizes, cfg)
         return metrics.detection_sums(found, idx, len(truth), cfg["max_detections"])
 
     def scores(found: dict[int, np.ndarray], group: str) -> dict[str, float]:
@@ -269,8 +275,9 @@ def build_detection(cfg: dict, device: torch.device) -> DetectionJob:
 
     return DetectionJob(
         model=model, baselines=local_maxima, train=TensorBatches(train, cfg["batch_size"], cfg["seed"]),
-        valid=(*valid, torch.arange(n_valid)), test=(*test, torch.arange(n_valid, len(truth))), loss=loss, eval_sums=eval_sums, summary=summary,
-        outputs=outputs, conv=True, inputs=DetectionInputs(classes), region_names=valid_names + test_names)
+        valid=(*valid, torch.arange(n_valid)), test=(*test, torch.arange(n_valid, len(truth))), loss=loss,
+        eval_sums=eval_sums, summary=summary, outputs=outputs, conv=True, inputs=DetectionInputs(classes),
+        region_names=valid_names + test_names)
 
 
 def random_flips(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -315,9 +322,7 @@ class Detector(Family):
         images, boxes, labels, sizes, _ = job.test
         figures = {}
         for i in range(len(images)):
-            found = cnn.fcos_detect(job.model.eval(), scaled(images[i:i + 1].to(run.device)), sizes[i:i + 1],
-                                    run.cfg["score_threshold"], iou=run.cfg["nms_iou"],
-                                    max_detections=run.cfg["max_detections"])[0].cpu()
+            found = detect(job.model.eval(), images[i:i + 1].to(run.device), sizes[i:i + 1], run.cfg)[0].cpu()
             h, w = sizes[i].tolist()
             truth, shown = boxes[i][labels[i] >= 0], found[:, 4] >= SHOWN
             hits = matched(found[shown, :4], found[shown, 4], truth, 0.5)
@@ -340,8 +345,7 @@ class Detector(Family):
                                             lambda c, i: network(c, len(i.classes)), build_detection)
         for path in paths:
             pixels = torch.from_numpy(np.array(open_image(Path(path)))).permute(2, 0, 1).contiguous()
-            found = cnn.fcos_detect(model, scaled(pixels[None].to(device)), None, cfg["score_threshold"],
-                                    iou=cfg["nms_iou"], max_detections=cfg["max_detections"])[0].cpu()
+            found = detect(model, pixels[None].to(device), None, cfg)[0].cpu()
             shown = found[found[:, 4] >= SHOWN]
             target = Path(run_dir) / "predictions" / f"{Path(path).stem}.png"
             draw_boxes(pixels, shown[:, :4], None, None, target, scores=shown[:, 4])

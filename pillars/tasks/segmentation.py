@@ -433,12 +433,14 @@ def write_prediction(model: nn.Module, inputs: SegmentationInputs, path: Path, o
                      device: torch.device) -> Path:
     """A PNG slice's or a NIfTI volume's predicted labels, written into `out`; returns the file written."""
     from PIL import Image
+
+    from pillars.plots import save_png
     if path.name.endswith(".png"):
         labels = segment(model, inputs, scaled(grey_png(path, "image"))[None], device)[0]
         if labels.max() > 255:
             raise ConfigError(f"{path}: label values above 255 do not fit a PNG mask; give a NIfTI file")
         dst = out / f"{path.name[:-4]}_mask.png"
-        Image.fromarray(labels.astype(np.uint8)).save(dst)
+        save_png(Image.fromarray(labels.astype(np.uint8)), dst)
         return dst
     import nibabel as nib
     volume = read_nifti(path)
@@ -456,7 +458,7 @@ register(Task(
                 "(--set labels=mask) or the AAL atlas's lobes (--set labels=lobes), tested on held-out slabs "
                 "beside the nearest training slice's labels (--set data=DIR: your NIfTI or PNG pairs)",
     dataset="colin27 (or your NIfTI / PNG image-label pairs: --set data=DIR)",
-    model="U-Net (4 levels, 8 to 128 channels, BatchNorm), fed the pixels' coordinates too",
+    model="U-Net (4 levels, 8 to 128 channels, BatchNorm), fed the pixels' coordinates and the slice's height too",
     objective="cross-entropy + soft Dice",
     metric="mean_dice", options=SegmentOptions, build=build_brain_segment, family=Segmenter(),
     defaults={"epochs": 60.0, "batch_size": 4, "lr": 4e-3, "weight_decay": 1e-4, "warmup_steps": 60,
