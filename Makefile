@@ -9,7 +9,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 PIP     = $(VENV)/bin/python -m pip --disable-pip-version-check -q
-DATASETS = fashion-mnist mnist-5k digits efficientnet-lite0-imagenet product-photos sotu brown bible-web bible-es-en bible-fr-en movie-reviews weather spoken-digits spoken-numbers stocks stock-indices neon-trees colin27
+DATASETS = fashion-mnist mnist-5k digits efficientnet-lite0-imagenet product-photos sotu brown bible-web bible-es-en bible-fr-en movie-reviews weather spoken-digits spoken-numbers stocks stock-indices neon-trees colin27 inception-fid
 
 .PHONY: setup data tour demo browser test clean
 .DEFAULT_GOAL := tour

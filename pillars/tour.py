@@ -114,12 +114,13 @@ STAGES = (
           "A generative adversarial network (Goodfellow et al. 2014) trains a forger, the generator, against "
           "a detective, the discriminator, until the forgeries are hard to tell from real images. This "
           "DCGAN (Radford et al. 2015) draws Fashion-MNIST articles from random noise.",
-          quick={"epochs": 3.0}, scaled="epochs", train_s=110, explain_s=15, datasets=("fashion-mnist",),
-          full_s=430, short={"eval_batches": 2}),
+          quick={"epochs": 3.0, "fid_samples": 500}, scaled="epochs", train_s=110 + 150, explain_s=15,
+          datasets=("fashion-mnist", "inception-fid"), full_s=430 + 1000, short={"eval_batches": 2, "fid_samples": 16}),
 )
 
 CLASSIFIER_S = 80   # the GAN metric's classifier, trained once and cached
 TRANSFER_S = 800    # --full: the transfer curve (18 short fine-tuning runs)
+TEXT_TRANSFER_S = 2400   # --full: text-mlm pretrained once, then 24 fine-tuning runs
 
 
 def plan(budget: float = DEFAULT_BUDGET, full: bool = False) -> list[tuple[Stage, dict]]:
@@ -283,7 +284,7 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
     t0 = time.time()
     fetch_s = 10.0 * len({d for s, _ in stages for d in s.datasets})
     total = (fetch_s + CLASSIFIER_S + sum(train_seconds(s, o, full) + s.explain_s for s, o in stages)
-             + (TRANSFER_S if full else 0))
+             + (TRANSFER_S + TEXT_TRANSFER_S if full else 0))
     bar = Progress(console, total, progress)
     with bar.bar:
         results = run_stages(stages, out, bar, console, device, full, light(budget, full), fetch_s)
@@ -332,6 +333,13 @@ def run_stages(stages, out: Path, bar: Progress, console, device: str, full: boo
             return None
         bar.advance(TRANSFER_S)
         results["transfer"] = {"table": table}
+        bar.stage("pretraining for language: text-mlm, then fine-tuned on few labels")
+        table = experiments.text_transfer(out / "text-transfer", log=log_to(console),
+                                          extra={"device": device} if device != "auto" else {})
+        if not table:
+            return None
+        bar.advance(TEXT_TRANSFER_S)
+        results["text-transfer"] = {"table": table}
     return results
 
 
@@ -359,6 +367,18 @@ def summary_rows(stages, results: dict) -> list[dict]:
                                + f" at {' / '.join(str(n) for n in ns)} labels per class",
                      "baseline": "from scratch " + " / ".join(f"{t['scratch'][n]['mean']:.1%}" for n in ns),
                      "chance": "10%", "train_s": 0, "steps": 0, "epochs": 0, "parameters": 0, "precision": "",
+                     "machine": machine_name()})
+    if "text-transfer" in results:
+        t = results["text-transfer"]["table"]
+        ns = sorted(t["pretrained"], key=lambda n: int(n) or t["all"])
+        sizes = " / ".join(f"{int(n) or t['all']:,}" for n in ns)
+        rows.append({"pillar": "Transfer learning", "task": "movie-sentiment-transfer",
+                     "result": "pretrained (text-mlm) " + " / ".join(f"{t['pretrained'][n]['mean']:.1%}" for n in ns)
+                               + f" at {sizes} labelled snippets",
+                     "baseline": "from scratch " + " / ".join(f"{t['scratch'][n]['mean']:.1%}" for n in ns)
+                                 + "; TF-IDF + logistic regression " + " / ".join(f"{t['tfidf'][n]['mean']:.1%}"
+                                                                                  for n in ns),
+                     "chance": "50%", "train_s": 0, "steps": 0, "epochs": 0, "parameters": 0, "precision": "",
                      "machine": machine_name()})
     return rows
 
@@ -445,6 +465,13 @@ def write_report(out: Path, stages, results: dict, rows: list[dict], budget: flo
                      "labelled images per class, starting from ImageNet weights or from scratch.</p>"
                      + _img(out / "transfer" / "transfer_curve.png",
                             "Test accuracy against labels per class, mean and standard deviation over 3 seeds.")
+                     + "</section>")
+    if "text-transfer" in results and (out / "text-transfer" / "text_transfer.png").exists():
+        parts.append('<section id="text-transfer"><h2>Pretraining for language</h2><p>A Transformer encoder '
+                     "pretrained by filling in masked tokens of unlabelled text (text-mlm), then fine-tuned on N "
+                     "labelled movie-review snippets, against the same network from random weights.</p>"
+                     + _img(out / "text-transfer" / "text_transfer.png",
+                            "Test accuracy against labelled snippets, mean and standard deviation over 3 seeds.")
                      + "</section>")
     parts.append(f"<p class=meta>This invocation took {wall / 60:.1f} minutes. Every figure comes from the run "
                  f"folders under {esc(str(out))}; rerun with <code>pillars tour</code>.</p>")

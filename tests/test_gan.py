@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from pillars import metrics
@@ -62,6 +63,41 @@ def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_noise():
                                                                                                 rowvar=False))
 
 
+def test_inception_inputs_follow_the_standard_fid_conventions():
+    """8-bit pixel values, TensorFlow's legacy bilinear resize to 299 (output pixel j reads input position
+    j * in / out, clamped at the border: not F.interpolate's pixel centres), grey repeated to three channels,
+    then (pixel - 128) / 128."""
+    row = torch.rand(28, generator=torch.Generator().manual_seed(0))
+    x = row.expand(2, 1, 28, 28)                 # every row the same: the resize along a row is all there is
+    z = metrics.inception_inputs(x)
+    assert z.shape == (2, 3, 299, 299) and torch.equal(z[:, 0], z[:, 2]) and torch.equal(z[:, :, 0], z[:, :, 298])
+    u = (row * 255).round()
+    for j in (0, 1, 150, 287, 298):
+        pos = j * 28 / 299
+        i0, f = int(pos), pos - int(pos)
+        ref = ((1 - f) * u[i0] + f * u[min(i0 + 1, 27)] - 128) / 128
+        assert abs(z[1, 1, 40, j] - ref) < 1e-5, j
+    assert not torch.allclose(z[0, 0, 0], (F.interpolate(u[None, None, None], (1, 299), mode="bilinear")[0, 0, 0]
+                                           - 128) / 128, atol=1e-3)    # pixel centres would differ
+    rgb = torch.rand(1, 3, 299, 299)
+    assert torch.allclose(metrics.inception_inputs(rgb), ((rgb * 255).round() - 128) / 128)   # no resize
+
+
+def test_the_standard_fid_extractor_is_the_same_through_onnx_runtime_and_torchscript():
+    """The pinned Inception-v3 (2048 features) gives the same features whether it runs as the TorchScript
+    archive or through ONNX Runtime (the CPU path), and the Frechet distance of a set with itself is 0."""
+    pytest.importorskip("onnxruntime")
+    from pillars import data
+    from pillars.data import weights
+    x = torch.from_numpy(data.load("fashion-mnist")["test_x"][:4]).float().unsqueeze(1) / 255
+    fast = metrics.inception_features(weights.inception_fid("cpu"), x)
+    script = torch.jit.load(str(weights.fetch("inception-fid")["inception-fid-default_1.pt"]), map_location="cpu")
+    ref = metrics.inception_features(script.eval(), x)
+    assert fast.shape == (4, 2048) and torch.allclose(fast, ref, atol=1e-4), (fast - ref).abs().max()
+    stats = metrics.feature_gaussian(fast)
+    assert abs(metrics.frechet_distance(*stats, *stats)) < 1e-5 * np.trace(stats[1])   # rank 3 in 2,048 dims
+
+
 def test_parzen_window_is_a_gaussian_mixture_density():
     samples = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     x = torch.tensor([[0.5, 0.5]])
@@ -73,7 +109,7 @@ def test_parzen_window_is_a_gaussian_mixture_density():
 def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
     run = tmp_path / "gan"
     pillars("train", "fashion-dcgan", "--max-steps", "120", "--out", str(run), "--no-progress",
-            *sets("eval_every=60", "eval_batches=2", "log_every=5", "width=32"))
+            *sets("eval_every=60", "eval_batches=2", "log_every=5", "width=32", "fid_samples=16"))
     lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     train = [ln for ln in lines if ln["split"] == "train"]
     d, g = np.array([ln["d_loss"] for ln in train]), np.array([ln["g_loss"] for ln in train])
@@ -85,6 +121,10 @@ def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
     assert summary["valid"]["fid_fashion"] == valid[-1]["fid_fashion"] != summary["final"]["fid_fashion"]
     assert summary["baselines"]["classifier_test_accuracy"] > 0.88
     assert 0 < summary["baselines"]["fid_fashion_real_train_vs_test"] < summary["final"]["fid_fashion"]
+    # the standard (Inception) FID of the first 16 generated images against the first 16 test images, at the
+    # test evaluation only; its floor, 16 training images against the same test images, under baselines
+    assert summary["final"]["fid_samples"] == 16 and "fid" not in valid[-1]
+    assert 0 < summary["baselines"]["fid_real_train_vs_test"] < summary["final"]["fid"]
     with Image.open(run / "samples" / "step-000120.png") as im:
         im.verify()
 
@@ -104,9 +144,10 @@ def test_a_short_real_run_plays_the_game_and_samples(tmp_path):
             im.verify()
     from pillars import tasks
     family = tasks.get("fashion-dcgan").family
-    assert family.headline(summary).startswith(f"FID (project classifier) {summary['final']['fid_fashion']:.1f}, ")
+    assert family.headline(summary).startswith(f"FID {summary['final']['fid']:.1f} (Inception, 16 samples), FID "
+                                               f"(project classifier) {summary['final']['fid_fashion']:.1f}, ")
     assert family.chance(summary).startswith("untrained generator ")
-    assert family.baselines_text(summary, "baselines").startswith("real train vs real test ")
+    assert family.baselines_text(summary, "baselines").startswith("FID real train vs real test ")
 
 
 def torchrun(*args, timeout=600) -> subprocess.CompletedProcess:
@@ -120,7 +161,7 @@ def test_torchrun_trains_both_networks_in_two_processes_and_the_conditional_gan_
     The run is of the conditional GAN, which then draws the class it is asked for."""
     run = tmp_path / "ddp"
     r = torchrun("-m", "pillars", "train", "fashion-cdcgan", "--max-steps", "12", "--out", str(run), "--no-progress",
-                 *sets("width=8", "batch_size=32", "eval_every=6", "eval_batches=1", "log_every=3"))
+                 *sets("width=8", "batch_size=32", "eval_every=6", "eval_batches=1", "log_every=3", "fid_samples=0"))
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["status"] == "finished"
@@ -200,7 +241,7 @@ def test_the_metrics_classifier_is_a_required_run_cached_and_retrained_when_its_
     assert len(said) == 2 and "training" in said[1]
 
     loads, loaded = [], runs.load(req.folder, "cpu")
-    job = gan_job("fashion-dcgan", {"classifier": lambda: loads.append(1) or loaded})
+    job = gan_job("fashion-dcgan", {"classifier": lambda: loads.append(1) or loaded}, fid_samples="0")
     assert not loads                                             # building the job (as `pillars sample`) needs none
     model, n = job.model.eval(), 2000
     with torch.no_grad():

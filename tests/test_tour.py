@@ -20,6 +20,8 @@ def test_budget_scales_training_and_keeps_a_floor():
     assert tiny["lstm"]["max_steps"] == 20 and tiny["cnn"]["epochs"] == 0.02
     assert "warmup_steps" not in quick["cnn"] and half["cnn"]["warmup_steps"] == 100   # fashion-resnet's 200, halved
     assert half["gpt"]["warmup_steps"] == 25 and "warmup_steps" not in half["gan"]       # the GAN has none
+    # the standard FID on 500 samples in the default tour, 16 in a short one (as test_gan: cached statistics)
+    assert quick["gan"]["fid_samples"] == 500 and tiny["gan"]["fid_samples"] == 16
     # a short tour validates on part of each held-out set; the default one on the stages' own share
     assert tiny["lstm"]["eval_batches"] == 4 and quick["lstm"]["eval_batches"] == 16 and "eval_batches" not in quick["cnn"]
     full = {s.key: o for s, o in tour.plan(full=True)}
@@ -96,6 +98,7 @@ def test_short_tour_trains_all_four_pillars_above_chance(short_tour):
     assert summaries["lstm"]["final"]["bits_per_char"] < summaries["lstm"]["baselines"]["unigram_bits_per_char"]
     gan = summaries["gan"]
     assert gan["final"]["fid_fashion"] < gan["baselines"]["fid_fashion_untrained_generator"] / 1.1
+    assert gan["final"]["fid_samples"] == 16 and gan["baselines"]["fid_real_train_vs_test"] > 0   # the standard FID
     assert "tour done" in result.stderr and "pillars tour" in result.stderr   # the summary table
     assert "\tfashion-resnet\t" in result.stderr   # not a terminal: plain rows, never cut
     rows = (out / "results.md").read_text()
