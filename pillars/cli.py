@@ -417,7 +417,8 @@ def cmd_experiment(args) -> int:
     if folder.exists() and not folder.is_dir():
         raise config.ConfigError(f"--out {folder} is a file, not a folder: choose another --out")
     extra = config.parse_sets(args.set)
-    show = {"transfer-curve": transfer_curve, "long-lag": long_lag, "translate-race": translate_race}[args.name]
+    show = {"transfer-curve": transfer_curve, "text-transfer": text_transfer, "long-lag": long_lag,
+            "translate-race": translate_race}[args.name]
     return show(args, folder, extra)
 
 
@@ -442,6 +443,25 @@ def transfer_curve(args, folder: Path, extra: dict) -> int:
         p, s = table["pretrained"][n], table["scratch"][n]
         say(f"{n:>12}  {p['mean']:>8.2%} ± {p['std']:.1%}  {s['mean']:>8.2%} ± {s['std']:.1%}  "
             f"{100 * (p['mean'] - s['mean']):>+5.1f}")
+    return 0
+
+
+def text_transfer(args, folder: Path, extra: dict) -> int:
+    from pillars import experiments
+    if args.lags is not None:
+        from pillars.config import ConfigError
+        raise ConfigError("--lags is an option of long-lag: drop it")
+    labels = _numbers(args.labels, "--labels") if args.labels else experiments.TEXT_LABELS
+    seeds = 3 if args.seeds is None else args.seeds
+    table = experiments.text_transfer(folder, labels, tuple(range(seeds)), extra, log=note)
+    if not table:
+        return 130
+    say(f"movie-review test accuracy, mean ± std over {seeds} seeds  ->  {folder / 'text_transfer.png'}")
+    say(f"{'labelled':>8}  {'pretrained':>14}  {'scratch':>14}  {'gain':>6}  {'TF-IDF, same labels':>20}")
+    for n in labels:
+        p, s, t = table["pretrained"][n], table["scratch"][n], table["tfidf"][n]
+        say(f"{n or table['all']:>8,}  {p['mean']:>8.2%} ± {p['std']:.1%}  {s['mean']:>8.2%} ± {s['std']:.1%}  "
+            f"{100 * (p['mean'] - s['mean']):>+5.1f}  {t['mean']:>13.2%} ± {t['std']:.1%}")
     return 0
 
 
@@ -615,12 +635,14 @@ def add_demo(sub) -> None:
 
 
 def add_experiment(sub) -> None:
-    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, long-lag, translate-race")
-    xp.add_argument("name", help="transfer-curve, long-lag or translate-race")
+    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, text-transfer, long-lag, "
+                                           "translate-race")
+    xp.add_argument("name", help="transfer-curve, text-transfer, long-lag or translate-race")
     xp.add_argument("--out", help="folder of the experiment's runs and plot (default: runs/NAME)")
-    xp.add_argument("--labels", help="transfer-curve: labelled images per class, comma-separated (10,30,100)")
+    xp.add_argument("--labels", help="transfer-curve: labelled images per class, comma-separated (10,30,100); "
+                                     "text-transfer: labelled snippets (100,300,1000,0; 0: all)")
     xp.add_argument("--lags", help="long-lag: sequence lengths, comma-separated (25,50,100,200)")
-    xp.add_argument("--seeds", type=int, help="seeds per point (transfer-curve 3, long-lag 1)")
+    xp.add_argument("--seeds", type=int, help="seeds per point (transfer-curve and text-transfer 3, long-lag 1)")
     xp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a configuration key for every run (see `pillars list --keys fashion-transfer`, "
                          "`adding-problem` or `bible-fr-en-translate`)")

@@ -2,6 +2,8 @@
 
     pillars experiment transfer-curve    pretrained vs from-scratch EfficientNet-Lite0 against labels/class
     pillars experiment long-lag          LSTM vs tanh RNN on the adding problem against the time lag
+    pillars experiment text-transfer     movie-review accuracy against labelled snippets: the text-mlm encoder
+                                         fine-tuned against the same network from scratch, beside TF-IDF
     pillars experiment translate-race    French to English: validation BLEU of the attention LSTM and the
                                          Transformer against minutes of training
 
@@ -107,6 +109,71 @@ def chance_success(tolerance: float = 0.04) -> float:
     return 1 - (1 - tolerance) ** 2
 
 
+TEXT_TRANSFER_TASK = "movie-sentiment-transfer"
+TEXT_LABELS = (100, 300, 1000, 0)    # labelled training snippets (0: all 8,454)
+# each arm's learning rate: the best final validation accuracy at 300 labels (benchmarks/text_transfer_probe.py)
+TEXT_TRANSFER_LR = {"pretrained": 3e-4, "scratch": 3e-4}
+TEXT_MIN_STEPS = 150                 # a few labels still get this many steps of 32 (4 epochs of all of them: 1,057)
+
+
+def text_transfer_steps(labelled: int, batch_size: int = 32, available: int = 8454) -> int:
+    """Optimizer steps of a fine-tuning run: 4 epochs of the labelled snippets, at least TEXT_MIN_STEPS."""
+    return max(TEXT_MIN_STEPS, -(-4 * (labelled or available) // batch_size))
+
+
+def text_transfer(out: Path, labels=TEXT_LABELS, seeds=(0, 1, 2), extra: dict | None = None, log=print) -> dict:
+    """Test accuracy on the movie-review snippets of the text-mlm encoder fine-tuned on N labelled snippets
+    (half of each class, drawn with the seed) against the same network, tokens and steps from random weights,
+    beside TF-IDF + logistic regression trained on the same N snippets and on all of them; the mean and
+    standard deviation over seeds, plotted against N: the text twin of transfer-curve."""
+    for key in ("pretrained", "labelled", "seed"):
+        if key in (extra or {}):
+            raise ConfigError(f"text-transfer sets {key} itself for each run: drop --set {key}")
+    results: dict[str, dict[int, list[float]]] = {"pretrained": {}, "scratch": {}, "tfidf": {}}
+    tfidf_all = None
+    for n in labels:
+        for start in ("pretrained", "scratch"):
+            for seed in seeds:
+                overrides = {"lr": TEXT_TRANSFER_LR[start], "max_steps": text_transfer_steps(n),
+                             "eval_every": max(1, text_transfer_steps(n) // 5), **(extra or {}),
+                             "labelled": n, "pretrained": start == "pretrained", "seed": seed}
+                summary = train_run(TEXT_TRANSFER_TASK, overrides, out / f"n{n or 'all'}-{start}-seed{seed}", log)
+                if summary.get("status") != "finished":
+                    log("stopped: run the same command again to continue where it stopped")
+                    return {}
+                results[start].setdefault(n, []).append(summary["final"]["accuracy"])
+                b = summary.get("baselines", {})
+                tfidf_all = b.get("tfidf_logreg_accuracy", tfidf_all)
+                if start == "pretrained":
+                    results["tfidf"].setdefault(n, []).append(b.get("tfidf_logreg_same_labels_accuracy",
+                                                                    b.get("tfidf_logreg_accuracy")))
+    table = {start: {n: {"mean": float(np.mean(a)), "std": float(np.std(a)), "runs": a} for n, a in r.items()}
+             for start, r in results.items()}
+    table["tfidf_all"] = tfidf_all
+    table["all"] = 8454
+    write_text_atomic(out / "text_transfer.json", json.dumps(table, indent=2) + "\n")
+    plot_text_transfer(table, out / "text_transfer.png")
+    return table
+
+
+def plot_text_transfer(table: dict, path: Path) -> None:
+    fig, ax = pyplot().subplots(figsize=(5.8, 3.9))
+    xs = lambda ns: [n or table["all"] for n in ns]   # noqa: E731 (0 is all the snippets)
+    for key, style, name in (("pretrained", "o-", "Transformer encoder, pretrained (text-mlm)"),
+                             ("scratch", "s--", "the same network from scratch"),
+                             ("tfidf", "^:", "TF-IDF + logistic regression, same labels")):
+        ns = sorted(table[key], key=lambda n: n or table["all"])
+        ax.errorbar(xs(ns), [100 * table[key][n]["mean"] for n in ns], yerr=[100 * table[key][n]["std"] for n in ns],
+                    fmt=style, capsize=4, label=name)
+    ax.axhline(50, color="grey", lw=0.8, ls=":", label="chance (two classes)")
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ticks = sorted(xs(table["pretrained"]))
+    ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
+    finish_line_plot(fig, ax, path, "pretrained on unlabelled text, or from scratch: accuracy against labels",
+                     "labelled training snippets", "movie-review test accuracy (%)")
+
+
 RACE_TASK = "bible-fr-en-translate"
 RACE_MARKS = (10, 20, 30)   # minutes of training at which the race is read
 # The race's runs: the task's defaults (the attention LSTM) and the Transformer at the same 2 + 2 layers and
@@ -191,4 +258,5 @@ def race_attention(out: Path, models, path: Path) -> dict:
     return said
 
 
-EXPERIMENTS = {"transfer-curve": transfer_curve, "long-lag": long_lag, "translate-race": translate_race}
+EXPERIMENTS = {"transfer-curve": transfer_curve, "text-transfer": text_transfer, "long-lag": long_lag,
+               "translate-race": translate_race}

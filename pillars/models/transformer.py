@@ -17,8 +17,9 @@ token t is predicted from tokens before it only. `fused=True` runs `F.scaled_dot
 equation above; the tests show the two agree in outputs and gradients.
 
 One pre-LayerNorm `Block` serves every model here: `GPT` (a causal language model, Radford et al. 2019),
-`Seq2SeqTransformer` (the paper's encoder-decoder, for translation), `EncoderClassifier` (a bidirectional
-encoder read through a [CLS] token, as in BERT) and `ViT` (Dosovitskiy et al. 2020: image patches as tokens).
+`Seq2SeqTransformer` (the paper's encoder-decoder, for translation), `Encoder` (bidirectional, as BERT: read
+through a [CLS] token by `EncoderClassifier`, pretrained by masked-token prediction as `MaskedLanguageModel`)
+and `ViT` (Dosovitskiy et al. 2020: image patches as tokens).
 """
 from __future__ import annotations
 
@@ -378,12 +379,14 @@ class EncoderClassifierConfig:
     max_len: int = 512        # positions, the [CLS] token's included
     dropout: float = 0.1
     fused: bool = True
+    pool: str = "cls"         # what the classifier reads: the [CLS] output, or "mean": the mean of the tokens'
 
 
-class EncoderClassifier(nn.Module):
-    """A learned [CLS] vector is put before the tokens; a bidirectional encoder lets it read all of them,
-    and the classifier reads its output (Devlin et al. 2019). Keys at and after `lengths` are masked, so
-    whatever follows the real tokens has no effect. Positions are learned."""
+class Encoder(nn.Module):
+    """A bidirectional encoder (Devlin et al. 2019): a learned [CLS] vector is put before the tokens and
+    every position reads every other. Keys at and after `lengths` are masked, so whatever follows the real
+    tokens has no effect. Positions are learned. The body `EncoderClassifier` and `MaskedLanguageModel`
+    share, parameter for parameter: a pretrained one's weights load into the other (`encoder_state`)."""
 
     def __init__(self, cfg: EncoderClassifierConfig):
         super().__init__()
@@ -395,11 +398,9 @@ class EncoderClassifier(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.dropout, fused=cfg.fused)
                                     for _ in range(cfg.layers))
         self.ln_f = nn.LayerNorm(cfg.width)
-        self.head = nn.Linear(cfg.width, cfg.num_classes)
-        gpt2_init(self, cfg.layers)
 
-    def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """idx (B, T) with padding after the real tokens, lengths (B,) -> logits (B, classes)."""
+    def encode(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) with padding after the real tokens, lengths (B,) -> (B, 1 + T, width): [CLS] first."""
         B, T = idx.shape
         if T + 1 > self.cfg.max_len:
             raise ValueError(f"{T} tokens and [CLS] exceed max_len {self.cfg.max_len}")
@@ -408,7 +409,74 @@ class EncoderClassifier(nn.Module):
         pad = torch.arange(T + 1, device=idx.device) > lengths.unsqueeze(1)   # [CLS] shifts tokens by one
         for block in self.blocks:
             x = block(x, pad)
-        return self.head(self.ln_f(x[:, 0]))
+        return self.ln_f(x)
+
+
+ENCODER_PARTS = ("tok", "pos", "cls", "blocks", "ln_f")   # the attributes of `Encoder`'s parameters
+
+
+def encoder_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters of `model` that belong to its `Encoder` body (not a classifier's or MLM's head)."""
+    return {k: v for k, v in model.state_dict().items() if k.split(".")[0] in ENCODER_PARTS}
+
+
+class EncoderClassifier(Encoder):
+    """An encoder whose [CLS] output is read by a linear classifier (BERT's sequence classification), or the
+    mean of its token outputs (`pool="mean"`, as Sentence-BERT): a masked language model never trains [CLS]
+    (BERT trained it by next-sentence prediction), while every token's output is what it learned."""
+
+    def __init__(self, cfg: EncoderClassifierConfig):
+        super().__init__(cfg)
+        self.head = nn.Linear(cfg.width, cfg.num_classes)
+        gpt2_init(self, cfg.layers)
+
+    def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) with padding after the real tokens, lengths (B,) -> logits (B, classes)."""
+        h = self.encode(idx, lengths)
+        if self.cfg.pool == "mean":
+            real = (torch.arange(idx.shape[1], device=idx.device) < lengths.unsqueeze(1)).unsqueeze(-1)
+            return self.head((h[:, 1:] * real).sum(1) / real.sum(1).clamp(min=1))
+        return self.head(h[:, 0])
+
+
+class MaskedLanguageModel(Encoder):
+    """BERT's pretraining objective (Devlin et al. 2019, section 3.1): some tokens are hidden (`bert_masking`)
+    and the encoder predicts each from both sides of its context. The output layer is BERT's: a dense layer
+    with GELU and LayerNorm, then the token embeddings' transpose (tied weights) plus a bias."""
+
+    def __init__(self, cfg: EncoderClassifierConfig):
+        super().__init__(cfg)
+        self.transform = nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(), nn.LayerNorm(cfg.width))
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        gpt2_init(self, cfg.layers)
+
+    def forward(self, idx: torch.Tensor, lengths: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """idx (B, T), lengths (B,) -> token logits (B, T, vocab), or (N, vocab) at the N positions where the
+        boolean (B, T) `where` is set (the masked ones: the loss reads no other)."""
+        h = self.encode(idx, lengths)[:, 1:]
+        if where is not None:
+            h = h[where]
+        return self.transform(h) @ self.tok.weight.T + self.bias
+
+
+def bert_masking(idx: torch.Tensor, lengths: torch.Tensor, mask_id: int, vocab_size: int, first_word: int,
+                 rate: float = 0.15, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """BERT's corruption (Devlin et al. 2019, section 3.1 and appendix A.1): each real token is chosen with
+    probability `rate` (as Hugging Face's DataCollatorForLanguageModeling; BERT's own code chooses exactly
+    round(rate x length) of them); of the chosen, 80% become [MASK], 10% a random token, 10% stay as they are, and the model must
+    predict all of them. Ids below `first_word` (padding, unknown, [MASK]) are never chosen or drawn.
+    A `generator` must be on idx's device. Returns (corrupted idx, where (B, T) bool: the chosen positions,
+    targets (N,): their original ids)."""
+    B, T = idx.shape
+    real = (torch.arange(T, device=idx.device) < lengths.unsqueeze(1)) & (idx >= first_word)
+    where = real & (torch.rand(B, T, generator=generator, device=idx.device) < rate)
+    v = torch.rand(B, T, generator=generator, device=idx.device)
+    random_ids = torch.randint(first_word, vocab_size, (B, T), generator=generator, device=idx.device)
+    out = idx.clone()
+    out[where & (v < 0.8)] = mask_id
+    swap = where & (v >= 0.8) & (v < 0.9)
+    out[swap] = random_ids[swap]
+    return out, where, idx[where]
 
 
 # ----------------------------------------------------------------------------- ViT (Dosovitskiy et al. 2020)
