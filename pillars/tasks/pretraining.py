@@ -266,14 +266,14 @@ def build_sentiment_transfer(cfg: dict, device: torch.device, needs: dict) -> Jo
     def on_device(texts: list[str], labels: np.ndarray) -> tuple[torch.Tensor, ...]:
         return tuple(t.to(device) for t in (*padded(tok, texts, shape["context"]), torch.from_numpy(labels)))
 
-    train_texts, train_y = text.movie_reviews("train")
+    full_train, full_y = text.movie_reviews("train")
+    train_texts, train_y = full_train, full_y
     if cfg["labelled"]:
         if cfg["labelled"] > len(train_y):
             raise ConfigError(f"labelled={cfg['labelled']}, but there are {len(train_y):,} training snippets")
         keep = few_labels(torch.from_numpy(train_y), cfg["labelled"] // 2, cfg["seed"]).numpy()
         train_texts, train_y = [train_texts[i] for i in keep], train_y[keep]
     test_texts, test_y = text.movie_reviews("test")
-    full_train, full_y = text.movie_reviews("train")
 
     def baselines():
         from pillars.baselines import tfidf_logistic_regression
