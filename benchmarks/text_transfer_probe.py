@@ -1,7 +1,10 @@
-"""How text-transfer's learning rates were chosen: each arm (the text-mlm encoder fine-tuned, the same network
-from scratch) at a few learning rates, 300 labelled snippets, one seed, judged on the validation snippets only.
+"""How text-transfer's learning rates were chosen: each arm (the text-mlm encoder fine-tuned, the same encoder
+adapted to the snippets' text first, the same network from scratch) at a few learning rates, 300 labelled
+snippets, one seed, judged on the validation snippets only.
 
-    python benchmarks/text_transfer_probe.py                     # pretrained 1e-4, 3e-4, 1e-3; scratch 3e-4, 1e-3, 3e-3
+    python benchmarks/text_transfer_probe.py                     # pretrained and in-domain 1e-4, 3e-4, 1e-3;
+                                                                 # scratch 3e-4, 1e-3, 3e-3
+    python benchmarks/text_transfer_probe.py --arms in-domain
     python benchmarks/text_transfer_probe.py --labelled 100 --out runs/probe
 
 Each run is an ordinary `movie-sentiment-transfer` run with the experiment's steps for that many labels
@@ -15,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-RATES = {"pretrained": (1e-4, 3e-4, 1e-3), "scratch": (3e-4, 1e-3, 3e-3)}
+RATES = {"pretrained": (1e-4, 3e-4, 1e-3), "in-domain": (1e-4, 3e-4, 1e-3), "scratch": (3e-4, 1e-3, 3e-3)}
 
 
 def main() -> None:
@@ -24,13 +27,14 @@ def main() -> None:
     ap.add_argument("--labelled", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/text-transfer-probe")
+    ap.add_argument("--arms", default=",".join(RATES), help="comma-separated, of " + ", ".join(RATES))
     args = ap.parse_args()
     steps = experiments.text_transfer_steps(args.labelled)
-    for arm, rates in RATES.items():
-        for lr in rates:
+    for arm in args.arms.split(","):
+        for lr in RATES[arm]:
             run = Path(args.out) / f"n{args.labelled}-{arm}-lr{lr:g}-seed{args.seed}"
             experiments.train_run(experiments.TEXT_TRANSFER_TASK, {
-                "labelled": args.labelled, "pretrained": arm == "pretrained", "lr": lr, "seed": args.seed,
+                **experiments.TEXT_TRANSFER_ARMS[arm], "labelled": args.labelled, "lr": lr, "seed": args.seed,
                 "max_steps": steps, "eval_every": max(1, steps // 5)}, run, log=lambda s: None)
             valid = [r["accuracy"] for r in runs.read_metrics(run) if r["split"] == "valid"]
             print(json.dumps({"arm": arm, "lr": lr, "labelled": args.labelled, "valid_last": round(valid[-1], 4),

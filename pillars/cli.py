@@ -407,6 +407,10 @@ def cmd_demo(args) -> int:
     return 0
 
 
+EXPERIMENT_FLAGS = {"transfer-curve": ("labels", "seeds"), "text-transfer": ("labels", "seeds"),
+                    "gan-augment": ("labels", "seeds"), "long-lag": ("lags", "seeds"), "translate-race": ()}
+
+
 def cmd_experiment(args) -> int:
     from pillars import config, experiments
     if args.name not in experiments.EXPERIMENTS:
@@ -416,9 +420,15 @@ def cmd_experiment(args) -> int:
     folder = Path(args.out or f"runs/{args.name}")
     if folder.exists() and not folder.is_dir():
         raise config.ConfigError(f"--out {folder} is a file, not a folder: choose another --out")
+    for flag in ("labels", "lags", "seeds"):
+        if getattr(args, flag) is not None and flag not in EXPERIMENT_FLAGS[args.name]:
+            takes = [name for name, flags in EXPERIMENT_FLAGS.items() if flag in flags]
+            raise config.ConfigError(f"--{flag} is not an option of {args.name}"
+                                     + (" (one run a model)" if not EXPERIMENT_FLAGS[args.name] else "")
+                                     + f": drop it (it is one of {', '.join(takes)})")
     extra = config.parse_sets(args.set)
-    show = {"transfer-curve": transfer_curve, "text-transfer": text_transfer, "long-lag": long_lag,
-            "translate-race": translate_race}[args.name]
+    show = {"transfer-curve": transfer_curve, "text-transfer": text_transfer, "gan-augment": gan_augment,
+            "long-lag": long_lag, "translate-race": translate_race}[args.name]
     return show(args, folder, extra)
 
 
@@ -430,38 +440,63 @@ def _numbers(text: str, flag: str) -> tuple[int, ...]:
         raise ConfigError(f"{flag} takes whole numbers separated by commas, not {text!r}") from None
 
 
+def _cell(point: dict) -> str:
+    """A mean ± std over seeds of an accuracy, as a table cell."""
+    return f"{point['mean']:>8.2%} ± {point['std']:.1%}"
+
+
+def _mean_std_experiment(args, folder: Path, extra: dict, run, default_labels, what: str, png: str):
+    """Run an experiment of accuracies over seeds (--labels, --seeds) and say where its plot is: (table, labels);
+    the table is empty when it was stopped."""
+    labels = _numbers(args.labels, "--labels") if args.labels else default_labels
+    seeds = 3 if args.seeds is None else args.seeds
+    table = run(folder, labels, tuple(range(seeds)), extra, log=note)
+    if table:
+        say(f"{what}, mean ± std over {seeds} seeds  ->  {folder / png}")
+    return table, labels
+
+
 def transfer_curve(args, folder: Path, extra: dict) -> int:
     from pillars import experiments
-    labels = _numbers(args.labels or "10,30,100", "--labels")
-    seeds = 3 if args.seeds is None else args.seeds
-    table = experiments.transfer_curve(folder, labels, tuple(range(seeds)), extra, log=note)
+    table, labels = _mean_std_experiment(args, folder, extra, experiments.transfer_curve, (10, 30, 100),
+                                         "test accuracy", "transfer_curve.png")
     if not table:
         return 130
-    say(f"test accuracy, mean ± std over {seeds} seeds  ->  {folder / 'transfer_curve.png'}")
     say(f"{'labels/class':>12}  {'pretrained':>14}  {'scratch':>14}  {'gain':>6}")
     for n in labels:
         p, s = table["pretrained"][n], table["scratch"][n]
-        say(f"{n:>12}  {p['mean']:>8.2%} ± {p['std']:.1%}  {s['mean']:>8.2%} ± {s['std']:.1%}  "
-            f"{100 * (p['mean'] - s['mean']):>+5.1f}")
+        say(f"{n:>12}  {_cell(p)}  {_cell(s)}  {100 * (p['mean'] - s['mean']):>+5.1f}")
     return 0
 
 
 def text_transfer(args, folder: Path, extra: dict) -> int:
     from pillars import experiments
-    if args.lags is not None:
-        from pillars.config import ConfigError
-        raise ConfigError("--lags is an option of long-lag: drop it")
-    labels = _numbers(args.labels, "--labels") if args.labels else experiments.TEXT_LABELS
-    seeds = 3 if args.seeds is None else args.seeds
-    table = experiments.text_transfer(folder, labels, tuple(range(seeds)), extra, log=note)
+    table, labels = _mean_std_experiment(args, folder, extra, experiments.text_transfer, experiments.TEXT_LABELS,
+                                         "movie-review test accuracy", "text_transfer.png")
     if not table:
         return 130
-    say(f"movie-review test accuracy, mean ± std over {seeds} seeds  ->  {folder / 'text_transfer.png'}")
-    say(f"{'labelled':>8}  {'pretrained':>14}  {'scratch':>14}  {'gain':>6}  {'TF-IDF, same labels':>20}")
+    say(f"{'labelled':>8}  {'scratch':>14}  {'pretrained':>14}  {'gain':>6}  {'+ in-domain':>14}  {'gain':>6}  "
+        f"{'TF-IDF, same labels':>20}")
     for n in labels:
-        p, s, t = table["pretrained"][n], table["scratch"][n], table["tfidf"][n]
-        say(f"{n or table['all']:>8,}  {p['mean']:>8.2%} ± {p['std']:.1%}  {s['mean']:>8.2%} ± {s['std']:.1%}  "
-            f"{100 * (p['mean'] - s['mean']):>+5.1f}  {t['mean']:>13.2%} ± {t['std']:.1%}")
+        s, p, d, t = (table[arm][n] for arm in ("scratch", "pretrained", "in-domain", "tfidf"))
+        say(f"{n or table['all']:>8,}  {_cell(s)}  {_cell(p)}  {100 * (p['mean'] - s['mean']):>+5.1f}  {_cell(d)}  "
+            f"{100 * (d['mean'] - s['mean']):>+5.1f}  {_cell(t):>20}")
+    return 0
+
+
+def gan_augment(args, folder: Path, extra: dict) -> int:
+    from pillars import experiments
+    table, labels = _mean_std_experiment(args, folder, extra, experiments.gan_augment,
+                                         experiments.GAN_AUGMENT_LABELS, "Fashion-MNIST test accuracy",
+                                         "gan_augment.png")
+    if not table:
+        return 130
+    say(f"{'labels/class':>12}  {'alone':>14}  {'classic aug.':>14}  {'GAN images':>14}  {'GAN gain':>8}  "
+        f"{'GAN: class asked for':>20}")
+    for n in labels:
+        real, classic, gan = (table[arm][n] for arm in ("real", "classic", "gan"))
+        say(f"{n:>12}  {_cell(real)}  {_cell(classic)}  {_cell(gan)}  {100 * (gan['mean'] - real['mean']):>+8.1f}  "
+            f"{_cell(table['gan_quality']['class_accuracy'][n]):>20}")
     return 0
 
 
@@ -481,10 +516,6 @@ def long_lag(args, folder: Path, extra: dict) -> int:
 
 def translate_race(args, folder: Path, extra: dict) -> int:
     from pillars import experiments
-    from pillars.config import ConfigError
-    for flag in ("labels", "lags", "seeds"):
-        if getattr(args, flag) is not None:
-            raise ConfigError(f"--{flag} is not an option of translate-race (one run a model): drop it")
     table = experiments.translate_race(folder, extra=extra, log=note)
     if not table:
         return 130
@@ -635,17 +666,18 @@ def add_demo(sub) -> None:
 
 
 def add_experiment(sub) -> None:
-    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, text-transfer, long-lag, "
-                                           "translate-race")
-    xp.add_argument("name", help="transfer-curve, text-transfer, long-lag or translate-race")
+    xp = sub.add_parser("experiment", help="experiments of several runs: transfer-curve, text-transfer, "
+                                           "gan-augment, long-lag, translate-race")
+    xp.add_argument("name", help="transfer-curve, text-transfer, gan-augment, long-lag or translate-race")
     xp.add_argument("--out", help="folder of the experiment's runs and plot (default: runs/NAME)")
-    xp.add_argument("--labels", help="transfer-curve: labelled images per class, comma-separated (10,30,100); "
-                                     "text-transfer: labelled snippets (100,300,1000,0; 0: all)")
+    xp.add_argument("--labels", help="transfer-curve and gan-augment: labelled images per class, comma-separated "
+                                     "(10,30,100); text-transfer: labelled snippets (100,300,1000,0; 0: all)")
     xp.add_argument("--lags", help="long-lag: sequence lengths, comma-separated (25,50,100,200)")
-    xp.add_argument("--seeds", type=int, help="seeds per point (transfer-curve and text-transfer 3, long-lag 1)")
+    xp.add_argument("--seeds", type=int, help="seeds per point (3; long-lag 1)")
     xp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a configuration key for every run (see `pillars list --keys fashion-transfer`, "
-                         "`adding-problem` or `bible-fr-en-translate`)")
+                         "`movie-sentiment-transfer`, `fashion-gan-augment`, `adding-problem` or "
+                         "`bible-fr-en-translate`)")
     xp.set_defaults(fn=cmd_experiment)
 
 

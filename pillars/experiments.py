@@ -4,6 +4,8 @@
     pillars experiment long-lag          LSTM vs tanh RNN on the adding problem against the time lag
     pillars experiment text-transfer     movie-review accuracy against labelled snippets: the text-mlm encoder
                                          fine-tuned against the same network from scratch, beside TF-IDF
+    pillars experiment gan-augment       Fashion-MNIST accuracy against labels per class: the labelled images
+                                         alone, with classic augmentation, with a conditional GAN's images
     pillars experiment translate-race    French to English: validation BLEU of the attention LSTM and the
                                          Transformer against minutes of training
 
@@ -49,25 +51,41 @@ def transfer_curve(out: Path, labels=(10, 30, 100), seeds=(0, 1, 2), extra: dict
                     log("stopped: run the same command again to continue where it stopped")
                     return {}
                 results[start].setdefault(n, []).append(summary["final"]["accuracy"])
-    table = {start: {n: {"mean": float(np.mean(a)), "std": float(np.std(a)), "runs": a} for n, a in r.items()}
-             for start, r in results.items()}
+    table = mean_std(results)
     write_text_atomic(out / "transfer_curve.json", json.dumps(table, indent=2) + "\n")
     plot_transfer_curve(table, out / "transfer_curve.png")
     return table
 
 
 def plot_transfer_curve(table: dict, path: Path) -> None:
-    fig, ax = pyplot().subplots(figsize=(5.5, 3.8))
-    for start, style in (("pretrained", "o-"), ("scratch", "s--")):
-        ns = sorted(table[start])
-        ax.errorbar(ns, [100 * table[start][n]["mean"] for n in ns], yerr=[100 * table[start][n]["std"] for n in ns],
-                    fmt=style, capsize=4,
-                    label=f"EfficientNet-Lite0, {'ImageNet weights' if start == 'pretrained' else 'from scratch'}")
+    plot_mean_std(table, [("pretrained", "o-", "EfficientNet-Lite0, ImageNet weights"),
+                          ("scratch", "s--", "EfficientNet-Lite0, from scratch")],
+                  path, "transfer learning: a pretrained network needs far fewer labels",
+                  "labelled training images per class", "Fashion-MNIST test accuracy (%)")
+
+
+def plot_mean_std(table: dict, curves: list[tuple[str, str, str]], path: Path, title: str, xlabel: str, ylabel: str,
+                  x_of=lambda n: n, chance: tuple[float, str] | None = None) -> None:
+    """Accuracy (%) against a count on a log axis: one curve per (key of `table`, style, label), each point the
+    mean over seeds with their standard deviation as error bars; `x_of` places a count (0: all)."""
+    fig, ax = pyplot().subplots(figsize=(5.8, 3.9))
+    for key, style, label in curves:
+        ns = sorted(table[key], key=x_of)
+        ax.errorbar([x_of(n) for n in ns], [100 * table[key][n]["mean"] for n in ns],
+                    yerr=[100 * table[key][n]["std"] for n in ns], fmt=style, capsize=4, label=label)
+    if chance:
+        ax.axhline(100 * chance[0], color="grey", lw=0.8, ls=":", label=chance[1])
     ax.set_xscale("log")
     ax.minorticks_off()
-    ax.set_xticks(sorted(table["pretrained"]), [str(n) for n in sorted(table["pretrained"])])
-    finish_line_plot(fig, ax, path, "transfer learning: a pretrained network needs far fewer labels",
-                     "labelled training images per class", "Fashion-MNIST test accuracy (%)")
+    ticks = sorted(x_of(n) for n in table[curves[0][0]])
+    ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
+    finish_line_plot(fig, ax, path, title, xlabel, ylabel)
+
+
+def mean_std(results: dict[str, dict[int, list[float]]]) -> dict:
+    """{arm: {n: [figure of each seed]}} -> {arm: {n: {"mean", "std" (over seeds), "runs"}}}."""
+    return {arm: {n: {"mean": float(np.mean(a)), "std": float(np.std(a)), "runs": a} for n, a in r.items()}
+            for arm, r in results.items()}
 
 
 def long_lag(out: Path, lags=(25, 50, 100, 200), cells=("lstm", "rnn"), seeds=(0,), extra: dict | None = None,
@@ -111,8 +129,13 @@ def chance_success(tolerance: float = 0.04) -> float:
 
 TEXT_TRANSFER_TASK = "movie-sentiment-transfer"
 TEXT_LABELS = (100, 300, 1000, 0)    # labelled training snippets (0: all 8,454)
-# each arm's learning rate: the best final validation accuracy at 300 labels (benchmarks/text_transfer_probe.py)
-TEXT_TRANSFER_LR = {"pretrained": 3e-4, "scratch": 3e-4}
+# each arm's learning rate: the best final validation accuracy at 300 labels (benchmarks/text_transfer_probe.py:
+# pretrained 1e-4 / 3e-4 / 1e-3 -> 60.2 / 62.6 / 61.1%, in-domain 65.9 / 63.9 / 63.9%, scratch 3e-4 / 1e-3 / 3e-3
+# -> 61.6 / 61.1 / 60.9%)
+TEXT_TRANSFER_LR = {"pretrained": 3e-4, "in-domain": 1e-4, "scratch": 3e-4}
+# the arms: text-mlm's encoder; text-mlm continued on the snippets' own text (no label read); random weights
+TEXT_TRANSFER_ARMS = {"pretrained": {"pretrained": True}, "in-domain": {"encoder": "text-mlm-reviews"},
+                      "scratch": {"pretrained": False}}
 TEXT_MIN_STEPS = 150                 # a few labels still get this many steps of 32 (4 epochs of all of them: 1,057)
 
 
@@ -123,20 +146,21 @@ def text_transfer_steps(labelled: int, batch_size: int = 32, available: int = 84
 
 def text_transfer(out: Path, labels=TEXT_LABELS, seeds=(0, 1, 2), extra: dict | None = None, log=print) -> dict:
     """Test accuracy on the movie-review snippets of the text-mlm encoder fine-tuned on N labelled snippets
-    (half of each class, drawn with the seed) against the same network, tokens and steps from random weights,
-    beside TF-IDF + logistic regression trained on the same N snippets and on all of them; the mean and
-    standard deviation over seeds, plotted against N: the text twin of transfer-curve."""
-    for key in ("pretrained", "labelled", "seed"):
+    (half of each class, drawn with the seed), of the same encoder first adapted to the snippets' text (text-mlm
+    continued on it, no label read), and of the same network, tokens and steps from random weights, beside
+    TF-IDF + logistic regression trained on the same N snippets and on all of them; the mean and standard
+    deviation over seeds, plotted against N: the text twin of transfer-curve."""
+    for key in ("pretrained", "encoder", "labelled", "seed"):
         if key in (extra or {}):
             raise ConfigError(f"text-transfer sets {key} itself for each run: drop --set {key}")
-    results: dict[str, dict[int, list[float]]] = {"pretrained": {}, "scratch": {}, "tfidf": {}}
+    results: dict[str, dict[int, list[float]]] = {**{arm: {} for arm in TEXT_TRANSFER_ARMS}, "tfidf": {}}
     tfidf_all = None
     for n in labels:
-        for start in ("pretrained", "scratch"):
+        for start, settings in TEXT_TRANSFER_ARMS.items():
             for seed in seeds:
                 overrides = {"lr": TEXT_TRANSFER_LR[start], "max_steps": text_transfer_steps(n),
-                             "eval_every": max(1, text_transfer_steps(n) // 5), **(extra or {}),
-                             "labelled": n, "pretrained": start == "pretrained", "seed": seed}
+                             "eval_every": max(1, text_transfer_steps(n) // 5), **(extra or {}), **settings,
+                             "labelled": n, "seed": seed}
                 summary = train_run(TEXT_TRANSFER_TASK, overrides, out / f"n{n or 'all'}-{start}-seed{seed}", log)
                 if summary.get("status") != "finished":
                     log("stopped: run the same command again to continue where it stopped")
@@ -147,8 +171,7 @@ def text_transfer(out: Path, labels=TEXT_LABELS, seeds=(0, 1, 2), extra: dict | 
                 if start == "pretrained":
                     results["tfidf"].setdefault(n, []).append(b.get("tfidf_logreg_same_labels_accuracy",
                                                                     b.get("tfidf_logreg_accuracy")))
-    table = {start: {n: {"mean": float(np.mean(a)), "std": float(np.std(a)), "runs": a} for n, a in r.items()}
-             for start, r in results.items()}
+    table = mean_std(results)
     table["tfidf_all"] = tfidf_all
     table["all"] = 8454
     write_text_atomic(out / "text_transfer.json", json.dumps(table, indent=2) + "\n")
@@ -157,21 +180,59 @@ def text_transfer(out: Path, labels=TEXT_LABELS, seeds=(0, 1, 2), extra: dict | 
 
 
 def plot_text_transfer(table: dict, path: Path) -> None:
-    fig, ax = pyplot().subplots(figsize=(5.8, 3.9))
-    xs = lambda ns: [n or table["all"] for n in ns]   # noqa: E731 (0 is all the snippets)
-    for key, style, name in (("pretrained", "o-", "Transformer encoder, pretrained (text-mlm)"),
-                             ("scratch", "s--", "the same network from scratch"),
-                             ("tfidf", "^:", "TF-IDF + logistic regression, same labels")):
-        ns = sorted(table[key], key=lambda n: n or table["all"])
-        ax.errorbar(xs(ns), [100 * table[key][n]["mean"] for n in ns], yerr=[100 * table[key][n]["std"] for n in ns],
-                    fmt=style, capsize=4, label=name)
-    ax.axhline(50, color="grey", lw=0.8, ls=":", label="chance (two classes)")
-    ax.set_xscale("log")
-    ax.minorticks_off()
-    ticks = sorted(xs(table["pretrained"]))
-    ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
-    finish_line_plot(fig, ax, path, "pretrained on unlabelled text, or from scratch: accuracy against labels",
-                     "labelled training snippets", "movie-review test accuracy (%)")
+    plot_mean_std(table, [("pretrained", "o-", "Transformer encoder, pretrained (text-mlm)"),
+                          ("in-domain", "D-", "pretrained, then on the snippets' own text"),
+                          ("scratch", "s--", "the same network from scratch"),
+                          ("tfidf", "^:", "TF-IDF + logistic regression, same labels")],
+                  path, "pretrained on unlabelled text, or from scratch: accuracy against labels",
+                  "labelled training snippets", "movie-review test accuracy (%)",
+                  x_of=lambda n: n or table["all"], chance=(0.5, "chance (two classes)"))
+
+
+GAN_AUGMENT_TASK = "fashion-gan-augment"
+GAN_AUGMENT_LABELS = (10, 30, 100)   # labelled training images per class, as transfer-curve
+GAN_GENERATED = 0.5                  # GAN images per real one in a batch: chosen on validation at 30 labels a
+#                                      class (benchmarks/gan_augment_probe.py)
+# the arms: the labelled images alone; with classic augmentation (fashion-transfer's: a random crop of the image
+# padded by 2 pixels, a horizontal flip); with images of the conditional GAN trained on the same labelled images
+GAN_AUGMENT_ARMS = {"real": {}, "classic": {"crop_pad": 2, "flip": True}, "gan": {"generated": GAN_GENERATED}}
+GAN_AUGMENT_NAMES = {"real": "the labelled images alone", "classic": "+ classic augmentation (crop, flip)",
+                     "gan": "+ images of a conditional GAN trained on them"}
+
+
+def gan_augment(out: Path, labels=GAN_AUGMENT_LABELS, seeds=(0, 1, 2), extra: dict | None = None,
+                log=print) -> dict:
+    """Fashion-MNIST test accuracy of fashion-cnn's network trained on N labelled images per class: alone,
+    with classic augmentation, and with images of a conditional GAN trained on those N images per class only
+    (gan-n{N}-seed{S}, trained first); the mean and standard deviation over seeds, plotted against N. The
+    GANs' own figures (fid_fashion, the class asked for) are kept beside."""
+    for key in ("labels_per_class", "seed", "generated", "gan_dir", "crop_pad", "flip"):
+        if key in (extra or {}):
+            raise ConfigError(f"gan-augment sets {key} itself for each run: drop --set {key}")
+    results: dict[str, dict[int, list[float]]] = {arm: {} for arm in GAN_AUGMENT_ARMS}
+    gans: dict[str, dict[int, list[float]]] = {"class_accuracy": {}, "fid_fashion": {}}
+    for n in labels:
+        for seed in seeds:
+            for arm, settings in GAN_AUGMENT_ARMS.items():
+                gan_dir = out / f"gan-n{n}-seed{seed}"
+                overrides = {**(extra or {}), **settings, "labels_per_class": n, "seed": seed,
+                             **({"gan_dir": gan_dir} if settings.get("generated") else {})}
+                summary = train_run(GAN_AUGMENT_TASK, overrides, out / f"n{n}-{arm}-seed{seed}", log)
+                if summary.get("status") != "finished":
+                    log("stopped: run the same command again to continue where it stopped")
+                    return {}
+                results[arm].setdefault(n, []).append(summary["final"]["accuracy"])
+                if settings.get("generated"):
+                    final = runs.summary_of(gan_dir)["final"]
+                    for key in gans:
+                        gans[key].setdefault(n, []).append(final[key])
+    table = {**mean_std(results), "gan_quality": mean_std(gans)}
+    write_text_atomic(out / "gan_augment.json", json.dumps(table, indent=2) + "\n")
+    plot_mean_std(table, [(arm, style, GAN_AUGMENT_NAMES[arm])
+                          for arm, style in zip(GAN_AUGMENT_ARMS, ("s--", "^:", "o-"))],
+                  out / "gan_augment.png", "a GAN as data augmentation: accuracy against labelled images",
+                  "labelled training images per class", "Fashion-MNIST test accuracy (%)")
+    return table
 
 
 RACE_TASK = "bible-fr-en-translate"
@@ -258,5 +319,5 @@ def race_attention(out: Path, models, path: Path) -> dict:
     return said
 
 
-EXPERIMENTS = {"transfer-curve": transfer_curve, "text-transfer": text_transfer, "long-lag": long_lag,
-               "translate-race": translate_race}
+EXPERIMENTS = {"transfer-curve": transfer_curve, "text-transfer": text_transfer, "gan-augment": gan_augment,
+               "long-lag": long_lag, "translate-race": translate_race}

@@ -187,8 +187,12 @@ def ensure(req: tasks.Requirement, device: str, log: Callable[[str], None] = pri
             return req.folder
         log(f"training {req.task} into {req.folder} (needed first; once, then cached)")
         clear(req.folder)
+        task = tasks.get(req.task)
+        for first in (task.requires(cfg).values() if task.requires else ()):   # what it needs in turn
+            ensure(first, device, log)
         with torch.enable_grad():   # it may be needed first inside an evaluation, under no_grad
-            summary = train.fit(req.task, cfg, req.folder, progress=False, baselines=False, single_process=True)
+            summary = train.fit(req.task, cfg, req.folder, progress=False, baselines=False, single_process=True,
+                                needs=needs_of(task, cfg, cfg["device"]))
         if summary.get("status") != "finished":
             clear(req.folder)
             raise ConfigError(f"the training of {req.folder} was interrupted; nothing of it is kept, and the next "

@@ -121,6 +121,7 @@ STAGES = (
 CLASSIFIER_S = 80   # the GAN metric's classifier, trained once and cached
 TRANSFER_S = 800    # --full: the transfer curve (18 short fine-tuning runs)
 TEXT_TRANSFER_S = 2400   # --full: text-mlm pretrained once, then 24 fine-tuning runs
+GAN_AUGMENT_S = 2400     # --full: 9 small conditional GANs, then 27 short classifier runs
 
 
 def plan(budget: float = DEFAULT_BUDGET, full: bool = False) -> list[tuple[Stage, dict]]:
@@ -284,7 +285,7 @@ def tour(out: Path, budget: float = DEFAULT_BUDGET, full: bool = False, device: 
     t0 = time.time()
     fetch_s = 10.0 * len({d for s, _ in stages for d in s.datasets})
     total = (fetch_s + CLASSIFIER_S + sum(train_seconds(s, o, full) + s.explain_s for s, o in stages)
-             + (TRANSFER_S + TEXT_TRANSFER_S if full else 0))
+             + (TRANSFER_S + TEXT_TRANSFER_S + GAN_AUGMENT_S if full else 0))
     bar = Progress(console, total, progress)
     with bar.bar:
         results = run_stages(stages, out, bar, console, device, full, light(budget, full), fetch_s)
@@ -326,20 +327,20 @@ def run_stages(stages, out: Path, bar: Progress, console, device: str, full: boo
         results[stage.key] = {"summary": summary, **extra}
     if full:
         from pillars import experiments
-        bar.stage("transfer learning: pretrained vs from scratch")
-        table = experiments.transfer_curve(out / "transfer", log=log_to(console),
-                                           extra={"eval_batches": 4, **({"device": device} if device != "auto" else {})})
-        if not table:
-            return None
-        bar.advance(TRANSFER_S)
-        results["transfer"] = {"table": table}
-        bar.stage("pretraining for language: text-mlm, then fine-tuned on few labels")
-        table = experiments.text_transfer(out / "text-transfer", log=log_to(console),
-                                          extra={"device": device} if device != "auto" else {})
-        if not table:
-            return None
-        bar.advance(TEXT_TRANSFER_S)
-        results["text-transfer"] = {"table": table}
+        on = {"device": device} if device != "auto" else {}
+        for key, what, experiment, extra, seconds in (
+                ("transfer", "transfer learning: pretrained vs from scratch", experiments.transfer_curve,
+                 {"eval_batches": 4, **on}, TRANSFER_S),
+                ("text-transfer", "pretraining for language: text-mlm, then fine-tuned on few labels",
+                 experiments.text_transfer, on, TEXT_TRANSFER_S),
+                ("gan-augment", "a GAN as data augmentation: few labels, with and without its images",
+                 experiments.gan_augment, on, GAN_AUGMENT_S)):
+            bar.stage(what)
+            table = experiment(out / key, log=log_to(console), extra=extra)
+            if not table:
+                return None
+            bar.advance(seconds)
+            results[key] = {"table": table}
     return results
 
 
@@ -359,27 +360,33 @@ def summary_rows(stages, results: dict) -> list[dict]:
         rows.append({"pillar": stage.pillar, "task": stage.task, "result": result, "baseline": baseline,
                      "chance": chance, "train_s": s["train_time_s"], "steps": s["steps"], "epochs": s["epochs"],
                      "parameters": s["parameters"], "precision": s["precision"], "machine": s["machine"]})
+    def row(pillar: str, task: str, result: str, baseline: str, chance: str) -> dict:   # an experiment's
+        return {"pillar": pillar, "task": task, "result": result, "baseline": baseline, "chance": chance,
+                "train_s": 0, "steps": 0, "epochs": 0, "parameters": 0, "precision": "", "machine": machine_name()}
+
+    def means(arm: dict, ns) -> str:
+        return " / ".join(f"{arm[n]['mean']:.1%}" for n in ns)
     if "transfer" in results:
         t = results["transfer"]["table"]
         ns = sorted(t["pretrained"], key=int)
-        rows.append({"pillar": "Transfer learning", "task": "fashion-transfer",
-                     "result": "ImageNet weights " + " / ".join(f"{t['pretrained'][n]['mean']:.1%}" for n in ns)
-                               + f" at {' / '.join(str(n) for n in ns)} labels per class",
-                     "baseline": "from scratch " + " / ".join(f"{t['scratch'][n]['mean']:.1%}" for n in ns),
-                     "chance": "10%", "train_s": 0, "steps": 0, "epochs": 0, "parameters": 0, "precision": "",
-                     "machine": machine_name()})
+        rows.append(row("Transfer learning", "fashion-transfer", f"ImageNet weights {means(t['pretrained'], ns)} at "
+                        f"{' / '.join(str(n) for n in ns)} labels per class", f"from scratch {means(t['scratch'], ns)}",
+                        "10%"))
     if "text-transfer" in results:
         t = results["text-transfer"]["table"]
         ns = sorted(t["pretrained"], key=lambda n: int(n) or t["all"])
         sizes = " / ".join(f"{int(n) or t['all']:,}" for n in ns)
-        rows.append({"pillar": "Transfer learning", "task": "movie-sentiment-transfer",
-                     "result": "pretrained (text-mlm) " + " / ".join(f"{t['pretrained'][n]['mean']:.1%}" for n in ns)
-                               + f" at {sizes} labelled snippets",
-                     "baseline": "from scratch " + " / ".join(f"{t['scratch'][n]['mean']:.1%}" for n in ns)
-                                 + "; TF-IDF + logistic regression " + " / ".join(f"{t['tfidf'][n]['mean']:.1%}"
-                                                                                  for n in ns),
-                     "chance": "50%", "train_s": 0, "steps": 0, "epochs": 0, "parameters": 0, "precision": "",
-                     "machine": machine_name()})
+        rows.append(row("Transfer learning", "movie-sentiment-transfer",
+                        f"pretrained (text-mlm) {means(t['pretrained'], ns)}; then on the snippets' text "
+                        f"{means(t['in-domain'], ns)} at {sizes} labelled snippets",
+                        f"from scratch {means(t['scratch'], ns)}; TF-IDF + logistic regression {means(t['tfidf'], ns)}",
+                        "50%"))
+    if "gan-augment" in results:
+        t = results["gan-augment"]["table"]
+        ns = sorted(t["real"], key=int)
+        rows.append(row("GAN augmentation", "fashion-gan-augment", f"with a conditional GAN's images "
+                        f"{means(t['gan'], ns)} at {' / '.join(str(n) for n in ns)} labels per class",
+                        f"alone {means(t['real'], ns)}; classic augmentation {means(t['classic'], ns)}", "10%"))
     return rows
 
 
@@ -448,6 +455,20 @@ def _img(path: Path, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+# The --full tour's experiments in the report: (folder, plot, title, what it is, the plot's caption).
+EXPERIMENT_SECTIONS = (
+    ("transfer", "transfer_curve.png", "Transfer learning", "EfficientNet-Lite0 fine-tuned on N labelled images per "
+     "class, starting from ImageNet weights or from scratch.", "Test accuracy against labels per class"),
+    ("text-transfer", "text_transfer.png", "Pretraining for language", "A Transformer encoder pretrained by filling "
+     "in masked tokens of unlabelled text (text-mlm), then fine-tuned on N labelled movie-review snippets; the same "
+     "encoder first adapted to the snippets' own text; the same network from random weights.",
+     "Test accuracy against labelled snippets"),
+    ("gan-augment", "gan_augment.png", "A GAN as data augmentation", "A CNN trained on N labelled images per class "
+     "alone, with classic augmentation (crop, flip), and with the images of a conditional GAN trained on those "
+     "same N images per class.", "Test accuracy against labels per class"),
+)
+
+
 def write_report(out: Path, stages, results: dict, rows: list[dict], budget: float, full: bool, wall: float) -> Path:
     esc = html.escape
     parts = [f"<h1>pillars tour</h1><p class=meta>{'--full' if full else f'budget {budget:g} minutes'} · "
@@ -460,19 +481,11 @@ def write_report(out: Path, stages, results: dict, rows: list[dict], budget: flo
                      f"<td>{esc(r['baseline'])}</td><td>{esc(r['chance'])}</td><td>{took}</td></tr>")
     parts.append("</table>")
     parts += [stage_section(out / stage.key, stage, overrides, results[stage.key]) for stage, overrides in stages]
-    if "transfer" in results and (out / "transfer" / "transfer_curve.png").exists():
-        parts.append('<section id="transfer"><h2>Transfer learning</h2><p>EfficientNet-Lite0 fine-tuned on N '
-                     "labelled images per class, starting from ImageNet weights or from scratch.</p>"
-                     + _img(out / "transfer" / "transfer_curve.png",
-                            "Test accuracy against labels per class, mean and standard deviation over 3 seeds.")
-                     + "</section>")
-    if "text-transfer" in results and (out / "text-transfer" / "text_transfer.png").exists():
-        parts.append('<section id="text-transfer"><h2>Pretraining for language</h2><p>A Transformer encoder '
-                     "pretrained by filling in masked tokens of unlabelled text (text-mlm), then fine-tuned on N "
-                     "labelled movie-review snippets, against the same network from random weights.</p>"
-                     + _img(out / "text-transfer" / "text_transfer.png",
-                            "Test accuracy against labelled snippets, mean and standard deviation over 3 seeds.")
-                     + "</section>")
+    for key, png, title, text, caption in EXPERIMENT_SECTIONS:
+        if key in results and (out / key / png).exists():
+            parts.append(f'<section id="{key}"><h2>{title}</h2><p>{text}</p>'
+                         + _img(out / key / png, f"{caption}, mean and standard deviation over 3 seeds.")
+                         + "</section>")
     parts.append(f"<p class=meta>This invocation took {wall / 60:.1f} minutes. Every figure comes from the run "
                  f"folders under {esc(str(out))}; rerun with <code>pillars tour</code>.</p>")
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>pillars tour</title><style>"

@@ -72,7 +72,8 @@ def fashion():
 # Measured totals on one core (AMD EPYC): the tour about 400 s, then about 185, 135, 130, 120, 95, 90, 60, 30,
 # 25, 20 s; the files not named take a few seconds each and fill the end.
 SLOWEST_FIRST = ("test_tour.py", "test_train.py", "test_sequences.py", "test_cnn.py", "test_gan.py",
-                 "test_language.py", "test_elastic.py", "test_translation.py", "test_detection.py", "test_plugins.py",
+                 "test_language.py", "test_elastic.py", "test_translation.py", "test_pretraining.py",
+                 "test_gan_augment.py", "test_detection.py", "test_plugins.py",
                  "test_run_safety.py", "test_export.py", "test_api.py", "test_demo.py", "test_stocks.py",
                  "test_speech.py", "test_faults.py")
 

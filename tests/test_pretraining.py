@@ -98,9 +98,12 @@ def test_fine_tuning_starts_from_the_pretrained_encoder_on_few_labels(tmp_path, 
     from pillars.tasks import pretraining
     monkeypatch.setattr(pretraining, "mlm_dir", lambda: tmp_path / "text-mlm")
     monkeypatch.setattr(pretraining, "MLM_RECIPE", {**TINY_MLM, "data": str(corpus), "max_steps": 20})
+    monkeypatch.setattr(pretraining, "in_domain_dir", lambda: tmp_path / "text-mlm-reviews")
+    monkeypatch.setattr(pretraining, "IN_DOMAIN_RECIPE", {**pretraining.IN_DOMAIN_RECIPE, "max_steps": 4,
+                                                          "batch_size": 32, "eval_every": 4, "eval_batches": 2})
     task = tasks.get("movie-sentiment-transfer")
     said = []
-    runs.ensure(task.requires({})["encoder"], "cpu", log=said.append)
+    runs.ensure(task.requires({"encoder": "text-mlm"})["encoder"], "cpu", log=said.append)
     assert said and (tmp_path / "text-mlm" / "tokenizer.json").exists()
     mlm = runs.load(tmp_path / "text-mlm", "cpu", need_data=False).job.model
 
@@ -122,11 +125,26 @@ def test_fine_tuning_starts_from_the_pretrained_encoder_on_few_labels(tmp_path, 
                 check=False)
     assert r.returncode == 2 and "even number" in r.stderr
 
-    # the experiment: both arms on the same labels, TF-IDF on them beside, one plot (runs reused when asked again)
+    # the in-domain encoder: text-mlm (its weights, its tokenizer) continued on the snippets' text
+    reviews = runs.ensure(task.requires({"encoder": "text-mlm-reviews"})["encoder"], "cpu", log=said.append)
+    adapted = runs.load(reviews, "cpu", need_data=False)
+    assert (reviews / "tokenizer.json").read_text() == (tmp_path / "text-mlm" / "tokenizer.json").read_text()
+    assert adapted.cfg["corpora"] == "movie-reviews" and adapted.cfg["width"] == 64
+    a, b = adapted.job.model.tok.weight, mlm.tok.weight   # trained on from text-mlm's weights, not anew
+    assert not torch.equal(a, b) and torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.9
+    assert json.loads((reviews / "summary.json").read_text())["steps"] == 4
+    in_domain = job(labelled=100, encoder="text-mlm-reviews")
+    assert all(torch.equal(v, encoder_state(in_domain.model)[k]) for k, v in encoder_state(adapted.job.model).items())
+    r = pillars("train", "movie-sentiment-transfer", "--out", str(tmp_path / "bad-encoder"),
+                *sets("pretrained=false", "encoder=text-mlm-reviews"), check=False)
+    assert r.returncode == 2 and "drop --set encoder" in r.stderr
+
+    # the experiment: the three arms on the same labels, TF-IDF on them beside, one plot (runs reused when asked)
     out = pillars("experiment", "text-transfer", "--labels", "100", "--seeds", "1", "--out", str(tmp_path / "xp"),
                   *sets("max_steps=3", "eval_every=3")).stdout
     table = json.loads((tmp_path / "xp" / "text_transfer.json").read_text())
-    assert set(table["pretrained"]) == set(table["scratch"]) == set(table["tfidf"]) == {"100"}
+    assert set(table["pretrained"]) == set(table["in-domain"]) == set(table["scratch"]) == set(table["tfidf"]) \
+        == {"100"}
     assert (tmp_path / "xp" / "text_transfer.png").exists() and "100" in out and "TF-IDF" in out
     r = pillars("experiment", "text-transfer", "--out", str(tmp_path / "xp"), *sets("pretrained=false"), check=False)
     assert r.returncode == 2 and "drop --set pretrained" in r.stderr

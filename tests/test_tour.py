@@ -144,3 +144,29 @@ def test_report_renders_in_headless_chromium(short_tour):
     assert not broken, f"images that did not load: {broken}"
     assert not errors, f"the page logged: {errors}"
     assert (out / "report-screenshot.png").stat().st_size > 10_000
+
+
+def test_the_full_tours_experiments_have_rows_and_sections(tmp_path):
+    """The experiments of --full (their tables as the experiments write them, read back from JSON) make one row
+    each in the summary table and a section with their plot in the report."""
+    from pillars import experiments
+
+    def table(arms, ns):
+        return experiments.mean_std({arm: {n: [0.5 + 0.01 * i, 0.52 + 0.01 * i] for i, n in enumerate(ns)}
+                                     for arm in arms})
+    gan = {**table(("real", "classic", "gan"), (10, 30)), "gan_quality": table(("class_accuracy",), (10, 30))}
+    text = {**table(("pretrained", "in-domain", "scratch", "tfidf"), (100, 0)), "tfidf_all": 0.79, "all": 8454}
+    (tmp_path / "gan-augment").mkdir()
+    (tmp_path / "text-transfer").mkdir()
+    experiments.plot_mean_std(gan, [("real", "s--", "alone"), ("gan", "o-", "gan")],
+                              tmp_path / "gan-augment" / "gan_augment.png", "t", "x", "y")
+    experiments.plot_text_transfer(text, tmp_path / "text-transfer" / "text_transfer.png")
+    results = {"gan-augment": {"table": json.loads(json.dumps(gan))},
+               "text-transfer": {"table": json.loads(json.dumps(text))}}
+    rows = tour.summary_rows([], results)
+    assert [r["task"] for r in rows] == ["movie-sentiment-transfer", "fashion-gan-augment"]
+    assert "then on the snippets' text 51.0% / 52.0% at 100 / 8,454" in rows[0]["result"]
+    assert rows[1]["result"] == "with a conditional GAN's images 51.0% / 52.0% at 10 / 30 labels per class"
+    assert rows[1]["baseline"].startswith("alone 51.0% / 52.0%; classic augmentation")
+    page = tour.write_report(tmp_path, [], results, rows, tour.DEFAULT_BUDGET, True, 60.0).read_text()
+    assert 'id="gan-augment"' in page and 'id="text-transfer"' in page

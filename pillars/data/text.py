@@ -576,6 +576,13 @@ def movie_reviews(split: str = "train") -> tuple[list[str], np.ndarray]:
     return unpack_strings(a["text"], a["offsets"], idx), (a["score"][idx] > 0).astype(np.int64)
 
 
+def movie_review_text(split: str = "train") -> str:
+    """Every snippet of one split, the neutral ones too, a line each, without labels: unlabelled in-domain text."""
+    a = load("movie-reviews")
+    idx = np.flatnonzero(a["split"] == _split_name(split))
+    return "\n".join(unpack_strings(a["text"], a["offsets"], idx)) + "\n"
+
+
 def vader_lexicon() -> dict[str, float]:
     """VADER's sentiment lexicon: token -> mean valence (-4..+4); 7,506 tokens (of 7,520 lines, a few
     tokens twice: the last line wins, as in vaderSentiment)."""

@@ -45,13 +45,14 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 
 from pillars import data, explain, metrics
-from pillars.config import ConfigError, note
+from pillars.config import ConfigError, Range, note
 from pillars.data.batches import TensorBatches
 from pillars.data.registry import optional_cache, sha256_of
 from pillars.models import gan
 from pillars.plots import image_grid, save_image_grid
 from pillars.tasks import Family, Job, LoadedRun, Requirement, SampleRequest, Task, check_choice, register
-from pillars.tasks.images import VALID_SEED, held_out, normalised, scaled_pixels
+from pillars.tasks.images import (VALID_SEED, ConvNetOptions, ImageClassifier, ImageInputs, convnet, few_labels,
+                                  from_inputs, held_out, image_job, image_tensors, normalised, scaled_pixels)
 from pillars.weights import load_tensors, save_tensors
 
 CLASSIFIER_RECIPE = {"epochs": 2.0, "precision": "32", "seed": 0}   # of fashion-cnn, for the metrics
@@ -76,6 +77,10 @@ class GANOptions:
     samples: int = 10000         # generated images behind the Parzen estimate (mnist-5k)
     fid_samples: int = 10000     # generated and test images behind the standard (Inception) FID at the test
     #                              evaluation of a Fashion-MNIST GAN; 0: none
+    labels_per_class: int = 0    # Fashion-MNIST: train on N training images of each class only, drawn with the
+    #                              seed as the few-label classifiers draw theirs (0: every training image)
+
+    ranges = {"labels_per_class": Range(0, hint="0: every training image")}
 
     @classmethod
     def check(cls, cfg: dict, task: Task) -> None:
@@ -83,6 +88,8 @@ class GANOptions:
         if cfg["conditional"] and task.build is build_mnist_gan:
             raise ConfigError(f"{task.name} is unconditional (conditional=true is not one of its settings); "
                               "fashion-cdcgan is the conditional model")
+        if cfg["labels_per_class"] and task.build is build_mnist_gan:
+            raise ConfigError(f"labels_per_class is a setting of the Fashion-MNIST GANs, not of {task.name}: drop it")
         if not 0 <= cfg["fid_samples"] <= FASHION_TEST_IMAGES:
             raise ConfigError(f"fid_samples must be between 0 (no Inception FID) and {FASHION_TEST_IMAGES:,} (the "
                               f"test images), not {cfg['fid_samples']}")
@@ -230,7 +237,11 @@ def inception_statistics(sets: dict[str, torch.Tensor], log=note) -> dict[str, d
 
 def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
     classes = data.get("fashion-mnist").meta["classes"]
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = fashion_splits(device)
+    (all_x, all_y), (valid_x, valid_y), (test_x, test_y) = fashion_splits(device)
+    train_x, train_y = all_x, all_y
+    if cfg["labels_per_class"]:   # the few images a few-label classifier of the same seed is given (gan-augment)
+        keep = few_labels(all_y, cfg["labels_per_class"], cfg["seed"])
+        train_x, train_y = all_x[keep], all_y[keep]
     model = make_gan(cfg, 1, 28, len(classes))
     # one row per real image measured, the test images first, then the validation images: `index` in a batch
     # picks an image's noise (the same at every evaluation, whatever the batches) and its real features
@@ -245,7 +256,7 @@ def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
         if not loaded:
             run = needs["classifier"]()
             run.job.model.to(device, memory_format=torch.channels_last).eval()
-            reals = real_features(run, {"test": test_x, "valid": valid_x, "train": train_x[:10000]})
+            reals = real_features(run, {"test": test_x, "valid": valid_x, "train": all_x[:10000]})
             loaded.update(model=run.job.model, inputs=run.job.inputs, reals=reals,
                           table=torch.cat([reals["test_features"], reals["valid_features"]]).to(device))
         return loaded["model"], loaded["inputs"]
@@ -308,7 +319,7 @@ def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
         standard = {}
         if cfg["fid_samples"]:
             n = cfg["fid_samples"]
-            stats = inception_statistics({"test": test_x[:n], "train": train_x[:n]})
+            stats = inception_statistics({"test": test_x[:n], "train": all_x[:n]})
             standard = {"fid_real_train_vs_test": metrics.frechet_distance(
                 *metrics.gaussian(stats["train"]), *metrics.gaussian(stats["test"]))}
         return {**standard, "fid_fashion_real_train_vs_test": metrics.frechet_distance(
@@ -498,6 +509,70 @@ def sample_grid_of(job: GANJob, images: torch.Tensor, class_name: str) -> torch.
     return image_grid(images, nrow=min(len(images), per_row))
 
 
+# ----------------------------------------------------------------------------- GANs as data augmentation
+
+GAN_AUGMENT_BATCH = 64       # the augmenting GAN's batch (fewer when it has fewer images)
+
+
+@dataclass
+class GANAugmentOptions(ConvNetOptions):
+    labels_per_class: int = 10   # labelled training images per class, drawn with the seed; the GAN's are the same
+    generated: float = 0.0       # images of the conditional GAN added to each batch, per real image (0: none)
+    gan_steps: int = 1000        # the GAN's optimizer steps
+    gan_dir: str = ""            # where the GAN is trained once (default: $PILLARS_HOME/models/gan-augment/...)
+
+    ranges = {"generated": Range(0, hint="GAN images per real image in a batch (0: none)"),
+              "gan_steps": Range(1, hint="the GAN's optimizer steps")}
+
+    @classmethod
+    def check(cls, cfg: dict, task: Task) -> None:
+        ConvNetOptions.check(cfg, task)
+        if cfg["generated"] and cfg["valid_fraction"] != VALID_FRACTION:
+            raise ConfigError(f"with generated images the validation split is the GAN's ({VALID_FRACTION}), so that "
+                              f"both draw the same labelled images: drop --set valid_fraction")
+
+
+def augmenting_gan(cfg: dict) -> Requirement:
+    """The conditional GAN trained on the classifier's labelled images alone (the same N a class, drawn with the
+    same seed from the same training part): no other label reaches the classifier through it. It trains for
+    `gan_steps` and keeps its last weights; its periodic figures (fid_fashion, the class asked for, in the
+    features of the metric classifier, which saw every label) are reported, never used to choose anything."""
+    n, seed, steps = cfg["labels_per_class"], cfg["seed"], cfg["gan_steps"]
+    recipe = {"conditional": True, "labels_per_class": n, "seed": seed, "max_steps": steps,
+              "batch_size": min(GAN_AUGMENT_BATCH, 10 * n), "eval_every": steps, "fid_samples": 0}
+    folder = Path(cfg["gan_dir"]) if cfg["gan_dir"] else \
+        data.home() / "models" / "gan-augment" / f"cdcgan-n{n}-seed{seed}-steps{steps}"
+    return Requirement("fashion-cdcgan", recipe, folder)
+
+
+def build_gan_augment(cfg: dict, device: torch.device, needs: dict) -> Job:
+    """fashion-cnn's network on N labelled images per class (drawn from the training part as fashion-transfer
+    draws them), each batch extended by `generated` x as many images of the conditional GAN trained on the same
+    images, of classes drawn uniformly, from fresh noise every step (from the global generator, so that a resumed
+    run draws the same). Pixels are scaled to [-1, 1], the GAN's own range, for real and generated images."""
+    (train_x, train_y), valid, test, mean, std = image_tensors(data.load("fashion-mnist"), device,
+                                                               cfg["valid_fraction"], mean=[0.5], std=[0.5])
+    keep = few_labels(train_y, cfg["labels_per_class"], cfg["seed"])
+    classes = data.get("fashion-mnist").meta["classes"]
+    inputs = ImageInputs(1, 28, mean, std, classes, light_on_dark=True)
+    generator: list = []
+
+    def extend(batch: tuple) -> tuple:
+        x, y = batch
+        if not generator:   # loaded at the first step; building it draws nothing from the run's random numbers
+            with torch.random.fork_rng(devices=[]):
+                g = needs["gan"]().job.model.generator.to(device).eval().requires_grad_(False)
+            generator.append(g)
+        k = round(cfg["generated"] * len(x))
+        with torch.no_grad():
+            fake_y = torch.randint(len(classes), (k,), device=device)
+            fake = generator[0](torch.randn(k, generator[0].cfg.latent, device=device), fake_y).float()
+        return torch.cat([x, fake]), torch.cat([y, fake_y])
+
+    return image_job(cfg, convnet(cfg, 1, 28, len(classes)), (train_x[keep], train_y[keep]), valid, test, inputs,
+                     extend=extend if cfg["generated"] else None)
+
+
 GAN_DEFAULTS = {"epochs": 10.0, "batch_size": 128, "lr": 2e-4, "betas": "0.5,0.999", "weight_decay": 0.0,
                 "schedule": "constant", "precision": "auto", "eval_batch_size": 1000, "log_every": 20}
 
@@ -524,4 +599,16 @@ register(Task(
     dataset="mnist-5k", model="DCGAN (G and D, 64/128 channels)", objective="GAN loss: non-saturating (or --set loss=hinge)",
     metric="parzen_ll", options=GANOptions, build=build_mnist_gan, family=GAN(),
     defaults={**GAN_DEFAULTS, "epochs": 100.0, "eval_every": 280, "eval_batch_size": 1000, "log_every": 10},
+))
+
+register(Task(
+    name="fashion-gan-augment",
+    description="fashion-cnn's network on N labelled Fashion-MNIST images per class, with (--set generated=0.5) "
+                "images of a conditional GAN trained on those same images",
+    dataset="fashion-mnist", model="ConvNet (2 stages, 32/64 channels, BatchNorm) [+ conditional DCGAN]",
+    objective="cross-entropy", metric="accuracy", options=GANAugmentOptions, build=build_gan_augment,
+    family=ImageClassifier(from_inputs(convnet), lambda cfg, device: build_gan_augment(cfg, device, {}), 10),
+    defaults={"max_steps": 300, "batch_size": 50, "lr": 2e-3, "weight_decay": 5e-4, "warmup_steps": 25,
+              "eval_every": 300, "eval_batch_size": 1000},
+    requires=lambda cfg: {"gan": augmenting_gan(cfg)} if cfg["generated"] else {},
 ))

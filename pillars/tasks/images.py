@@ -143,10 +143,11 @@ def image_tensors(arrays: dict, device: torch.device, valid_fraction: float, tra
 
 
 def image_job(cfg: dict, model: nn.Module, train: tuple, valid: tuple, test: tuple, inputs: ImageInputs,
-              conv: bool = True) -> Job:
-    """A classification job: cross-entropy with optional label smoothing and on-device augmentation."""
+              conv: bool = True, extend: Callable[[tuple], tuple] | None = None) -> Job:
+    """A classification job: cross-entropy with optional label smoothing and on-device augmentation.
+    `extend(batch) -> batch` adds examples to each training batch before the augmentation (a GAN's images)."""
     def loss(model, batch):
-        x, y = batch
+        x, y = batch if extend is None else extend(batch)
         if cfg["crop_pad"]:
             x = transforms.random_crop(x, cfg["crop_pad"])
         if cfg["flip"]:

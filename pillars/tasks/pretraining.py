@@ -12,8 +12,13 @@ filling in hidden tokens, then reads movie reviews with few labels.
 
 The pretrained encoder is a required run (`Requirement`): trained once with text-mlm's defaults into
 $PILLARS_HOME/models/text-mlm by the run lifecycle, then reused. Its byte-level BPE tokenizer (trained on
-the three corpora, not on the reviews) serves both arms of the comparison, so they differ in their starting
-weights alone. `pillars experiment text-transfer` draws accuracy against the number of labels.
+the three corpora, not on the reviews) serves every arm of the comparison, so they differ in their starting
+weights alone. `--set encoder=text-mlm-reviews` starts from that encoder adapted to the domain first
+(ULMFiT's second stage, Howard & Ruder 2018; "task-adaptive pretraining", Gururangan et al. 2020): text-mlm
+continued, weights and tokenizer, on the text of the training snippets (`corpora=movie-reviews`,
+`start=text-mlm`: every training snippet, the neutral ones too, no label read; the validation and test
+snippets' text is its held-out text), trained once into $PILLARS_HOME/models/text-mlm-reviews.
+`pillars experiment text-transfer` draws accuracy against the number of labels.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ from pillars.tasks.sequences import SentimentClassifier, padded, padded_loss, pa
 MASK = "<mask>"
 SPECIALS = (PAD, UNK, MASK)          # ids 0, 1, 2: never chosen for prediction nor drawn as a random token
 CORPORA = ("sotu", "brown", "bible-web")
+IN_DOMAIN = "movie-reviews"          # the snippets' text, every snippet of each split (neutral too), no label
 EVAL_MASK_SEED = 1234                # the held-out chunks are masked once, at the same positions for every run
 
 
@@ -51,11 +57,26 @@ class MLMOptions:
     layers: int = 2
     dropout: float = 0.0         # a small network on millions of tokens does not overfit; dropout slows it
     mask_rate: float = 0.15      # share of the tokens chosen for prediction
+    corpora: str = ",".join(CORPORA)   # the text, comma-separated: of sotu, brown, bible-web, movie-reviews
+    start: str = ""              # "text-mlm": continue the pretrained text-mlm (its weights and tokenizer) on
+    #                              this text, as ULMFiT and Gururangan et al. (2020) adapt a model to a domain
 
     @classmethod
     def check(cls, cfg: dict, task: Task) -> None:
         if not 0 < cfg["mask_rate"] < 1:
             raise ConfigError(f"mask_rate must be between 0 and 1 (BERT's is 0.15), not {cfg['mask_rate']}")
+        check_choice(cfg, "start", ("", "text-mlm"))
+        known = (*CORPORA, IN_DOMAIN)
+        names = [c.strip() for c in cfg["corpora"].split(",") if c.strip()]
+        unknown = [c for c in names if c not in known]
+        if unknown or not names:
+            raise ConfigError(f"corpora {cfg['corpora']!r}: name one or more of {', '.join(known)}, comma-separated"
+                              + (f" ({', '.join(unknown)} is not one)" if unknown else ""))
+        if cfg["data"] and cfg["corpora"] != ",".join(CORPORA):
+            raise ConfigError("data=FILE is the text instead of the corpora: drop --set corpora")
+        if cfg["start"] and any(cfg[k] != v for k, v in pretrained_shape().items() if k in SHAPE_KEYS):
+            raise ConfigError(f"start=text-mlm continues text-mlm's network, so its shape ({', '.join(SHAPE_KEYS)}) "
+                              "is text-mlm's: drop those --set keys")
 
 
 def encoder_config(cfg: dict, vocab: int, num_classes: int = 2, pool: str = "cls") -> transformer.EncoderClassifierConfig:
@@ -78,18 +99,28 @@ def chunks(tok: BPETokenizer, text: str, context: int) -> torch.Tensor:
 
 
 def corpus_texts(cfg: dict) -> list[dict[str, str]]:
-    """The train / valid / test text of each corpus: the three corpora's own splits, or the user's file cut
-    at its end (as the language models cut it)."""
+    """The train / valid / test text of each corpus: the corpora's own splits (the movie-review snippets', their
+    labels unread), or the user's file cut at its end (as the language models cut it)."""
     if cfg["data"]:
         from pillars.tasks.language import text_splits
         return [dict(zip(("train", "valid", "test"), text_splits(cfg, "")))]
-    return [corpus_splits(name) for name in CORPORA]
+    from pillars.data.text import movie_review_text
+    names = [c.strip() for c in cfg["corpora"].split(",") if c.strip()]
+    return [{s: movie_review_text(s) for s in ("train", "valid", "test")} if name == IN_DOMAIN else corpus_splits(name)
+            for name in names]
 
 
-def build_mlm(cfg: dict, device: torch.device) -> Job:
+def build_mlm(cfg: dict, device: torch.device, needs: dict) -> Job:
+    """`start` "": a tokenizer learnt on the training text and a network from random weights; "text-mlm": the
+    pretrained text-mlm's tokenizer and every weight (encoder and output layer), trained on."""
+    from pillars.data import tokenizers
+    from pillars.weights import load_tensors, weights_path
     splits = corpus_texts(cfg)
-    # the tokenizer learns its merges from the training text only, a line at a time
-    tok = corpus_tokenizer([line for s in splits for line in s["train"].splitlines()], cfg["vocab_size"])
+    if cfg["start"]:
+        folder = needs["start"]().run_dir
+        tok = tokenizers.load(folder / "tokenizer.json")
+    else:   # the tokenizer learns its merges from the training text only, a line at a time
+        tok = corpus_tokenizer([line for s in splits for line in s["train"].splitlines()], cfg["vocab_size"])
     mask_id, first = tok.vocab.index(MASK), len(SPECIALS)
     rows = {split: torch.cat([chunks(tok, s[split], cfg["context"]) for s in splits])
             for split in ("train", "valid", "test")}
@@ -108,6 +139,8 @@ def build_mlm(cfg: dict, device: torch.device) -> Job:
         return tuple(t.to(device) for t in (corrupted, full(x), targets))
 
     model = transformer.MaskedLanguageModel(encoder_config(cfg, len(tok)))
+    if cfg["start"]:
+        model.load_state_dict(load_tensors(weights_path(folder))[0])
     counts = np.bincount(rows["train"].flatten().numpy(), minlength=len(tok)).astype(np.float64)
 
     def loss(model, batch):
@@ -196,12 +229,13 @@ def fill_masks(run: LoadedRun, prompt: str, k: int = 5) -> list[tuple[int, list[
 register(Task(
     name="text-mlm",
     description="BERT-style pretraining: a Transformer encoder fills in masked tokens of the State of the Union "
-                "addresses, the Brown corpus and the English Bible",
+                "addresses, the Brown corpus and the English Bible (--set corpora=..., data=FILE, start=text-mlm)",
     dataset="sotu + brown + bible-web", model="Transformer encoder (2 layers, 128 wide) with BERT's output layer",
     objective="cross-entropy on the chosen tokens (15%: 80% masked, 10% random, 10% kept)",
     metric="masked_accuracy", options=MLMOptions, build=build_mlm, family=MaskedLM(),
     defaults={"epochs": 3.0, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 200,
               "grad_clip": 1.0, "eval_batch_size": 256, "eval_every": 500, "eval_batches": 8, "log_every": 50},
+    requires=lambda cfg: {"start": mlm_requirement()} if cfg["start"] else {},
 ))
 
 
@@ -209,14 +243,30 @@ register(Task(
 
 TRANSFER_TASK = "movie-sentiment-transfer"
 MLM_RECIPE: dict = {}   # text-mlm's own defaults: the pretrained encoder every transfer run starts from
+# text-mlm continued on the training snippets' text (no label read): the in-domain encoder
+IN_DOMAIN_RECIPE: dict = {"corpora": IN_DOMAIN, "start": "text-mlm", "epochs": 20.0, "lr": 5e-4, "warmup_steps": 50,
+                          "eval_every": 100}
+SHAPE_KEYS = ("vocab_size", "context", "width", "heads", "layers")   # what a continued text-mlm keeps
 
 
 def mlm_dir() -> Path:
     return data.home() / "models" / "text-mlm"
 
 
+def in_domain_dir() -> Path:
+    return data.home() / "models" / "text-mlm-reviews"
+
+
 def mlm_requirement() -> Requirement:
     return Requirement("text-mlm", MLM_RECIPE, mlm_dir())
+
+
+def encoder_requirement(encoder: str) -> Requirement:
+    """The encoder a fine-tuning run starts from: text-mlm, or text-mlm continued on the reviews' text."""
+    if encoder == "text-mlm":
+        return mlm_requirement()
+    shape = {k: v for k, v in MLM_RECIPE.items() if k in SHAPE_KEYS}   # text-mlm's, which it continues
+    return Requirement("text-mlm", {**shape, **IN_DOMAIN_RECIPE}, in_domain_dir())
 
 
 @dataclass
@@ -226,10 +276,16 @@ class SentimentTransferOptions:
     dropout: float = 0.1
     pool: str = "cls"            # what the classifier reads: the [CLS] output, or the mean of the tokens' outputs
     #                              (validation at 300 labels: 62.6% against 60.8% for mean, pretrained)
+    encoder: str = "text-mlm"    # the pretrained weights: text-mlm, or text-mlm-reviews (text-mlm continued on the
+    #                              snippets' own text, no label read); both have text-mlm's tokenizer
 
     @classmethod
     def check(cls, cfg: dict, task: Task) -> None:
         check_choice(cfg, "pool", ("mean", "cls"))
+        check_choice(cfg, "encoder", ("text-mlm", "text-mlm-reviews"))
+        if cfg["encoder"] != "text-mlm" and not cfg["pretrained"]:
+            raise ConfigError("encoder chooses the pretrained weights, and pretrained=false starts from random ones: "
+                              "drop --set encoder")
         if cfg["labelled"] < 0 or cfg["labelled"] % 2:
             raise ConfigError(f"labelled must be an even number of snippets (half of each class), or 0 for all "
                               f"of them, not {cfg['labelled']}")
@@ -247,7 +303,7 @@ def build_sentiment_transfer(cfg: dict, device: torch.device, needs: dict) -> Jo
     from pillars.tasks.images import few_labels
     from pillars.weights import load_tensors, weights_path
     shape = pretrained_shape()
-    folder = mlm_dir()
+    folder = encoder_requirement(cfg["encoder"]).folder
     if not (folder / "tokenizer.json").exists() or not (folder / "model.safetensors").exists():
         raise ConfigError(f"{folder}, the pretrained encoder (text-mlm) whose tokens every run of {TRANSFER_TASK} "
                           f"reads, is missing or unfinished: `pillars train {TRANSFER_TASK}` trains it first")
@@ -305,7 +361,7 @@ register(Task(
                 "(--set pretrained=false: the same network from random weights)",
     dataset="movie-reviews + text-mlm", model="Transformer encoder (2 layers, 128 wide), [CLS] pooled",
     objective="cross-entropy", metric="accuracy", options=SentimentTransferOptions, build=build_sentiment_transfer,
-    family=SentimentTransfer(), requires=lambda cfg: {"encoder": mlm_requirement()},
+    family=SentimentTransfer(), requires=lambda cfg: {"encoder": encoder_requirement(cfg["encoder"])},
     defaults={"epochs": 6.0, "batch_size": 32, "lr": 3e-4, "weight_decay": 1e-2, "warmup_steps": 50,
               "grad_clip": 1.0, "eval_batch_size": 512, "log_every": 50},
 ))
