@@ -206,7 +206,7 @@ def gan_augment(out: Path, labels=GAN_AUGMENT_LABELS, seeds=(0, 1, 2), extra: di
     with classic augmentation, and with images of a conditional GAN trained on those N images per class only
     (gan-n{N}-seed{S}, trained first); the mean and standard deviation over seeds, plotted against N. The
     GANs' own figures (fid_fashion, the class asked for) are kept beside."""
-    for key in ("labels_per_class", "seed", "generated", "gan_dir", "crop_pad", "flip"):
+    for key in ("labels_per_class", "seed", "generated", "gan_dir", "crop_pad", "flip", "valid_fraction"):
         if key in (extra or {}):
             raise ConfigError(f"gan-augment sets {key} itself for each run: drop --set {key}")
     results: dict[str, dict[int, list[float]]] = {arm: {} for arm in GAN_AUGMENT_ARMS}
@@ -223,6 +223,9 @@ def gan_augment(out: Path, labels=GAN_AUGMENT_LABELS, seeds=(0, 1, 2), extra: di
                     return {}
                 results[arm].setdefault(n, []).append(summary["final"]["accuracy"])
                 if settings.get("generated"):
+                    if not runs.is_finished(gan_dir):
+                        raise ConfigError(f"{gan_dir}, the GAN behind {out / f'n{n}-{arm}-seed{seed}'}, is missing or "
+                                          "unfinished: delete that run folder and the command trains both again")
                     final = runs.summary_of(gan_dir)["final"]
                     for key in gans:
                         gans[key].setdefault(n, []).append(final[key])

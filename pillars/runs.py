@@ -168,9 +168,13 @@ def is_finished(run_dir: Path) -> bool:
 
 # ----------------------------------------------------------------------------- runs needed first
 
+REQUIRED = ".required"   # in a folder that `ensure` trains a required run into: it may empty it again
+
+
 def ensure(req: tasks.Requirement, device: str, log: Callable[[str], None] = print) -> Path:
     """The required run, trained once into its folder (in this process alone, even under torchrun) and
-    reused after; a folder trained with other settings is trained again."""
+    reused after; a folder trained with other settings is trained again when `ensure` made it (or it lies under
+    $PILLARS_HOME/models); any other folder that is not empty is left as it is, and that is an error."""
     cfg = train.resolve_config(req.task, overrides={**req.overrides, "device": device})
 
     def ready() -> bool:
@@ -185,8 +189,10 @@ def ensure(req: tasks.Requirement, device: str, log: Callable[[str], None] = pri
     with writing(req.folder, wait=True):   # another process training it (a second test, a second run) finishes
         if ready():
             return req.folder
+        refuse_to_empty(req.folder, req.task, cfg)
         log(f"training {req.task} into {req.folder} (needed first; once, then cached)")
         clear(req.folder)
+        (req.folder / REQUIRED).touch()
         task = tasks.get(req.task)
         for first in (task.requires(cfg).values() if task.requires else ()):   # what it needs in turn
             ensure(first, device, log)
@@ -198,6 +204,22 @@ def ensure(req: tasks.Requirement, device: str, log: Callable[[str], None] = pri
             raise ConfigError(f"the training of {req.folder} was interrupted; nothing of it is kept, and the next "
                               "run trains it again")
     return req.folder
+
+
+def refuse_to_empty(folder: Path, task_name: str, cfg: dict) -> None:
+    """A ConfigError unless `folder` may be emptied for a required run: it is empty, `ensure` made it, or it
+    lies under $PILLARS_HOME/models (the project's own cache). A user's folder named as a required run's place
+    (a GAN's gan_dir) is never emptied."""
+    from pillars import data
+    if not folder.is_dir():
+        return
+    kept = [p for p in folder.iterdir() if p.name not in (LOCK, REQUIRED)]
+    if not kept or (folder / REQUIRED).exists() or folder.resolve().is_relative_to((data.home() / "models").resolve()):
+        return
+    why = (f"a {saved_config(folder)[0]} run trained with other settings ({settings_changed(folder, task_name, cfg)})"
+           if (folder / "config.toml").exists() else f"{len(kept)} other file{'s' if len(kept) > 1 else ''}")
+    raise ConfigError(f"{folder} is where {task_name} is to be trained first, but it holds {why}, which pillars "
+                      "does not delete: name a new or empty folder for it")
 
 
 def clear(folder: Path) -> None:
@@ -256,6 +278,10 @@ def start(task_name: str, cfg: dict, run_dir: Path, resume: bool = False, log: C
         if new and (run_dir / "config.toml").exists():
             raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                               "or choose another --out")
+        if any(Path(req.folder).resolve() == run_dir.resolve() for req in (task.requires(cfg).values()
+                                                                            if task.requires else ())):
+            raise ConfigError(f"{run_dir} is this run's folder and the folder of a run it needs first: give that "
+                              "one another folder")
         ensure_requirements(task, cfg, log)
         if proc.main:
             fit_options["on_step"] = keeping_config(run_dir, task_name, cfg, fit_options.get("on_step"))

@@ -120,7 +120,7 @@ STAGES = (
 
 CLASSIFIER_S = 80   # the GAN metric's classifier, trained once and cached
 TRANSFER_S = 800    # --full: the transfer curve (18 short fine-tuning runs)
-TEXT_TRANSFER_S = 2400   # --full: text-mlm pretrained once, then 24 fine-tuning runs
+TEXT_TRANSFER_S = 4000   # --full: text-mlm pretrained once and adapted to the reviews, then 36 fine-tuning runs
 GAN_AUGMENT_S = 2400     # --full: 9 small conditional GANs, then 27 short classifier runs
 
 

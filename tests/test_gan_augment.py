@@ -43,6 +43,23 @@ def test_bad_settings_name_the_problem():
         experiments.gan_augment(None, extra={"seed": 1})
     bad = pillars("experiment", "gan-augment", "--lags", "5", check=False)
     assert bad.returncode == 2 and "--lags is not an option of gan-augment" in bad.stderr
+    with pytest.raises(ConfigError, match="drop --set train_samples"):
+        train.resolve_config("fashion-gan-augment", overrides={"train_samples": "100"})
+
+
+def test_a_users_folder_named_as_the_gans_is_never_emptied(tmp_path):
+    """gan_dir names where the GAN is trained first: a folder holding anything else is left as it is (an
+    error says so), and the run's own folder cannot be it."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    r = pillars("train", "fashion-gan-augment", "--out", str(tmp_path / "c"), *sets("generated=0.5", f"gan_dir={mine}"),
+                check=False)
+    assert r.returncode == 2 and "which pillars does not delete" in r.stderr
+    assert (mine / "notes.txt").read_text() == "keep me"
+    r = pillars("train", "fashion-gan-augment", "--out", str(tmp_path / "c2"),
+                *sets("generated=0.5", f"gan_dir={tmp_path / 'c2'}"), check=False)
+    assert r.returncode == 2 and "this run's folder and the folder of a run it needs first" in r.stderr
 
 
 def test_the_experiment_trains_the_gan_first_and_its_images_extend_the_batches(tmp_path):

@@ -527,6 +527,9 @@ class GANAugmentOptions(ConvNetOptions):
     @classmethod
     def check(cls, cfg: dict, task: Task) -> None:
         ConvNetOptions.check(cfg, task)
+        if cfg["train_samples"]:
+            raise ConfigError("labels_per_class chooses the training images of fashion-gan-augment: drop --set "
+                              "train_samples")
         if cfg["generated"] and cfg["valid_fraction"] != VALID_FRACTION:
             raise ConfigError(f"with generated images the validation split is the GAN's ({VALID_FRACTION}), so that "
                               f"both draw the same labelled images: drop --set valid_fraction")
@@ -545,6 +548,19 @@ def augmenting_gan(cfg: dict) -> Requirement:
     return Requirement("fashion-cdcgan", recipe, folder)
 
 
+def trained_generator(folder: Path, device: torch.device) -> torch.nn.Module:
+    """The generator of the trained GAN in `folder`, in eval mode, built from its config.toml and weights alone
+    (not its job: no data is read)."""
+    from pillars.runs import saved_config
+    from pillars.weights import weights_path
+    _, cfg = saved_config(folder)
+    classes = len(data.get("fashion-mnist").meta["classes"])
+    model = make_gan(cfg, 1, 28, classes)
+    weights, _ = load_tensors(weights_path(folder))
+    model.load_state_dict(weights)
+    return model.generator.to(device).eval().requires_grad_(False)
+
+
 def build_gan_augment(cfg: dict, device: torch.device, needs: dict) -> Job:
     """fashion-cnn's network on N labelled images per class (drawn from the training part as fashion-transfer
     draws them), each batch extended by `generated` x as many images of the conditional GAN trained on the same
@@ -561,8 +577,7 @@ def build_gan_augment(cfg: dict, device: torch.device, needs: dict) -> Job:
         x, y = batch
         if not generator:   # loaded at the first step; building it draws nothing from the run's random numbers
             with torch.random.fork_rng(devices=[]):
-                g = needs["gan"]().job.model.generator.to(device).eval().requires_grad_(False)
-            generator.append(g)
+                generator.append(trained_generator(augmenting_gan(cfg).folder, device))
         k = round(cfg["generated"] * len(x))
         with torch.no_grad():
             fake_y = torch.randint(len(classes), (k,), device=device)

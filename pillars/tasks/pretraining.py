@@ -65,7 +65,9 @@ class MLMOptions:
     def check(cls, cfg: dict, task: Task) -> None:
         if not 0 < cfg["mask_rate"] < 1:
             raise ConfigError(f"mask_rate must be between 0 and 1 (BERT's is 0.15), not {cfg['mask_rate']}")
-        check_choice(cfg, "start", ("", "text-mlm"))
+        if cfg["start"] not in ("", "text-mlm"):
+            raise ConfigError(f"start must be text-mlm (continue the pretrained text-mlm) or empty (random weights), "
+                              f"not {cfg['start']!r}")
         known = (*CORPORA, IN_DOMAIN)
         names = [c.strip() for c in cfg["corpora"].split(",") if c.strip()]
         unknown = [c for c in names if c not in known]
@@ -116,8 +118,11 @@ def build_mlm(cfg: dict, device: torch.device, needs: dict) -> Job:
     from pillars.data import tokenizers
     from pillars.weights import load_tensors, weights_path
     splits = corpus_texts(cfg)
-    if cfg["start"]:
-        folder = needs["start"]().run_dir
+    if cfg["start"]:   # the required text-mlm, trained first; read from its files (its job would re-read the corpora)
+        folder = mlm_requirement().folder
+        if not (folder / "tokenizer.json").exists() or not (folder / "model.safetensors").exists():
+            raise ConfigError(f"{folder}, the text-mlm that start=text-mlm continues, is missing or unfinished: "
+                              "`pillars train text-mlm --set start=text-mlm` trains it first")
         tok = tokenizers.load(folder / "tokenizer.json")
     else:   # the tokenizer learns its merges from the training text only, a line at a time
         tok = corpus_tokenizer([line for s in splits for line in s["train"].splitlines()], cfg["vocab_size"])
