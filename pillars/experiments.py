@@ -28,13 +28,24 @@ from pillars.weights import checkpoints
 
 def train_run(task: str, overrides: dict, run_dir: Path, log=print) -> dict:
     """One run of an experiment, trained, resumed or reused by the run lifecycle; a folder made with other
-    settings is an error, not a result to reuse."""
+    settings is an error, not a result to reuse. A run stopped before it finished (Ctrl-C) says how to go on;
+    its summary's status is then not "finished", and the experiment stops."""
     cfg = train.resolve_config(task, overrides={k: str(v) for k, v in overrides.items()})
     if not runs.is_finished(run_dir):
         log(f"{'resuming' if checkpoints(run_dir) else 'training'} {run_dir.name}")
-    return runs.train_or_reuse(task, cfg, run_dir, log=log, progress=False,
-                               other_settings_hint="give the experiment another --out folder, or delete that run "
-                                                   "folder to train it again")
+    summary = runs.train_or_reuse(task, cfg, run_dir, log=log, progress=False,
+                                  other_settings_hint="give the experiment another --out folder, or delete that run "
+                                                      "folder to train it again")
+    if summary.get("status") != "finished":
+        log("stopped: run the same command again to continue where it stopped")
+    return summary
+
+
+def refuse_keys(experiment: str, extra: dict | None, keys: tuple[str, ...]) -> None:
+    """A ConfigError for a --set key that the experiment sets itself for each run."""
+    for key in keys:
+        if key in (extra or {}):
+            raise ConfigError(f"{experiment} sets {key} itself for each run: drop --set {key}")
 
 
 def transfer_curve(out: Path, labels=(10, 30, 100), seeds=(0, 1, 2), extra: dict | None = None, log=print) -> dict:
@@ -48,7 +59,6 @@ def transfer_curve(out: Path, labels=(10, 30, 100), seeds=(0, 1, 2), extra: dict
                              "seed": seed}
                 summary = train_run("fashion-transfer", overrides, out / f"n{n}-{start}-seed{seed}", log)
                 if summary.get("status") != "finished":
-                    log("stopped: run the same command again to continue where it stopped")
                     return {}
                 results[start].setdefault(n, []).append(summary["final"]["accuracy"])
     table = mean_std(results)
@@ -99,7 +109,6 @@ def long_lag(out: Path, lags=(25, 50, 100, 200), cells=("lstm", "rnn"), seeds=(0
                 summary = train_run("adding-problem", {**(extra or {}), "lag": lag, "cell": cell, "seed": seed},
                                     out / f"{cell}-lag{lag}-seed{seed}", log)
                 if summary.get("status") != "finished":
-                    log("stopped: run the same command again to continue where it stopped")
                     return {}
                 results[cell].setdefault(lag, []).append(summary["final"]["success"])
     table = {c: {lag: {"mean": float(np.mean(a)), "runs": a} for lag, a in r.items()} for c, r in results.items()}
@@ -150,9 +159,7 @@ def text_transfer(out: Path, labels=TEXT_LABELS, seeds=(0, 1, 2), extra: dict | 
     continued on it, no label read), and of the same network, tokens and steps from random weights, beside
     TF-IDF + logistic regression trained on the same N snippets and on all of them; the mean and standard
     deviation over seeds, plotted against N: the text twin of transfer-curve."""
-    for key in ("pretrained", "encoder", "labelled", "seed"):
-        if key in (extra or {}):
-            raise ConfigError(f"text-transfer sets {key} itself for each run: drop --set {key}")
+    refuse_keys("text-transfer", extra, ("pretrained", "encoder", "labelled", "seed"))
     results: dict[str, dict[int, list[float]]] = {**{arm: {} for arm in TEXT_TRANSFER_ARMS}, "tfidf": {}}
     tfidf_all = None
     for n in labels:
@@ -163,7 +170,6 @@ def text_transfer(out: Path, labels=TEXT_LABELS, seeds=(0, 1, 2), extra: dict | 
                              "labelled": n, "seed": seed}
                 summary = train_run(TEXT_TRANSFER_TASK, overrides, out / f"n{n or 'all'}-{start}-seed{seed}", log)
                 if summary.get("status") != "finished":
-                    log("stopped: run the same command again to continue where it stopped")
                     return {}
                 results[start].setdefault(n, []).append(summary["final"]["accuracy"])
                 b = summary.get("baselines", {})
@@ -206,9 +212,8 @@ def gan_augment(out: Path, labels=GAN_AUGMENT_LABELS, seeds=(0, 1, 2), extra: di
     with classic augmentation, and with images of a conditional GAN trained on those N images per class only
     (gan-n{N}-seed{S}, trained first); the mean and standard deviation over seeds, plotted against N. The
     GANs' own figures (fid_fashion, the class asked for) are kept beside."""
-    for key in ("labels_per_class", "seed", "generated", "gan_dir", "crop_pad", "flip", "valid_fraction"):
-        if key in (extra or {}):
-            raise ConfigError(f"gan-augment sets {key} itself for each run: drop --set {key}")
+    refuse_keys("gan-augment", extra, ("labels_per_class", "seed", "generated", "gan_dir", "crop_pad", "flip",
+                                       "valid_fraction"))
     results: dict[str, dict[int, list[float]]] = {arm: {} for arm in GAN_AUGMENT_ARMS}
     gans: dict[str, dict[int, list[float]]] = {"class_accuracy": {}, "fid_fashion": {}}
     for n in labels:
@@ -219,7 +224,6 @@ def gan_augment(out: Path, labels=GAN_AUGMENT_LABELS, seeds=(0, 1, 2), extra: di
                              **({"gan_dir": gan_dir} if settings.get("generated") else {})}
                 summary = train_run(GAN_AUGMENT_TASK, overrides, out / f"n{n}-{arm}-seed{seed}", log)
                 if summary.get("status") != "finished":
-                    log("stopped: run the same command again to continue where it stopped")
                     return {}
                 results[arm].setdefault(n, []).append(summary["final"]["accuracy"])
                 if settings.get("generated"):
@@ -262,7 +266,6 @@ def translate_race(out: Path, marks=RACE_MARKS, models=("lstm", "transformer"), 
         overrides = {"eval_every": max(1, steps // 10), "eval_batches": 0, **overrides}
         summary = train_run(RACE_TASK, overrides, out / model, log)
         if summary.get("status") != "finished":
-            log("stopped: run the same command again to continue where it stopped")
             return {}
         summaries[model] = summary
         curves[model] = [(row["train_time_s"] / 60, row["bleu"]) for row in runs.read_metrics(out / model)

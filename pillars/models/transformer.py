@@ -412,6 +412,11 @@ class Encoder(nn.Module):
         return self.ln_f(x)
 
 
+def real_positions(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) bool: the positions before each row's length (its real tokens, not the padding after them)."""
+    return torch.arange(T, device=lengths.device) < lengths.unsqueeze(1)
+
+
 ENCODER_PARTS = ("tok", "pos", "cls", "blocks", "ln_f")   # the attributes of `Encoder`'s parameters
 
 
@@ -434,7 +439,7 @@ class EncoderClassifier(Encoder):
         """idx (B, T) with padding after the real tokens, lengths (B,) -> logits (B, classes)."""
         h = self.encode(idx, lengths)
         if self.cfg.pool == "mean":
-            real = (torch.arange(idx.shape[1], device=idx.device) < lengths.unsqueeze(1)).unsqueeze(-1)
+            real = real_positions(lengths, idx.shape[1]).unsqueeze(-1)
             return self.head((h[:, 1:] * real).sum(1) / real.sum(1).clamp(min=1))
         return self.head(h[:, 0])
 
@@ -468,7 +473,7 @@ def bert_masking(idx: torch.Tensor, lengths: torch.Tensor, mask_id: int, vocab_s
     A `generator` must be on idx's device. Returns (corrupted idx, where (B, T) bool: the chosen positions,
     targets (N,): their original ids)."""
     B, T = idx.shape
-    real = (torch.arange(T, device=idx.device) < lengths.unsqueeze(1)) & (idx >= first_word)
+    real = real_positions(lengths, T) & (idx >= first_word)
     where = real & (torch.rand(B, T, generator=generator, device=idx.device) < rate)
     v = torch.rand(B, T, generator=generator, device=idx.device)
     random_ids = torch.randint(first_word, vocab_size, (B, T), generator=generator, device=idx.device)

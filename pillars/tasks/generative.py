@@ -34,6 +34,7 @@ Quality is measured, not eyeballed:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +189,22 @@ def real_features(classifier_run: LoadedRun, sets: dict[str, torch.Tensor]) -> d
     the next run when the cache cannot be written (read-only)."""
     key = {"classifier": sha256_of(classifier_run.run_dir / "model.safetensors"),
            **{name: hashlib.sha256(x.cpu().numpy().tobytes()).hexdigest() for name, x in sets.items()}}
-    path = classifier_run.run_dir / "real-features.safetensors"
+
+    def measure() -> dict[str, torch.Tensor]:
+        model, inputs = classifier_run.job.model, classifier_run.job.inputs
+        out = {}
+        for name, x in sets.items():
+            out[f"{name}_features"], out[f"{name}_logits"] = classifier_features(model, inputs, x)
+        return out
+    return cached_tensors(classifier_run.run_dir / "real-features.safetensors", key,
+                          "the GAN metric's features of the real images", measure)
+
+
+def cached_tensors(path: Path, key: dict, what: str, compute: Callable[[], dict[str, torch.Tensor]]
+                   ) -> dict[str, torch.Tensor]:
+    """Tensors kept in `path` with the metadata `key`: read back when the file's key is `key`, else computed
+    by `compute` and saved (a damaged file, or one of other images or weights, is computed again; a cache that
+    cannot be written, `what`, is not kept)."""
     if path.exists():
         try:
             tensors, metadata = load_tensors(path)
@@ -196,13 +212,11 @@ def real_features(classifier_run: LoadedRun, sets: dict[str, torch.Tensor]) -> d
             tensors, metadata = {}, {}
         if metadata == key:
             return tensors
-    model, inputs = classifier_run.job.model, classifier_run.job.inputs
-    out = {}
-    for name, x in sets.items():
-        out[f"{name}_features"], out[f"{name}_logits"] = (t.cpu().contiguous() for t in classifier_features(model, inputs, x))
-    with optional_cache("the GAN metric's features of the real images"):
-        save_tensors(out, path, key)
-    return out
+    tensors = {k: v.cpu().contiguous() for k, v in compute().items()}
+    with optional_cache(what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors(tensors, path, key)
+    return tensors
 
 
 def inception_statistics(sets: dict[str, torch.Tensor], log=note) -> dict[str, dict[str, np.ndarray]]:
@@ -213,24 +227,18 @@ def inception_statistics(sets: dict[str, torch.Tensor], log=note) -> dict[str, d
     from pillars.data.weights import INCEPTION_FID, inception_fid
     from pillars.data.registry import get
     weights_sha = next(f.sha256 for f in get("inception-fid").files if f.inner == INCEPTION_FID)
-    out, inception = {}, None
+    out, inception = {}, []
     for name, x in sets.items():
         key = {"inception": weights_sha, "images": hashlib.sha256(x.cpu().numpy().tobytes()).hexdigest()}
-        path = data.home() / "models" / "inception-fid" / f"real-{key['images'][:16]}.safetensors"
-        tensors, metadata = {}, {}
-        if path.exists():
-            try:
-                tensors, metadata = load_tensors(path)
-            except (SafetensorError, ValueError, OSError):   # a damaged cache is measured again
-                pass
-        if metadata != key:
+
+        def measure() -> dict[str, torch.Tensor]:
             log(f"measuring the Inception features of {len(x):,} real {name} images once (about 0.2 s an image "
                 "on two CPU cores; cached for every later run)")
-            inception = inception or inception_fid(x.device)
-            tensors = metrics.feature_sums(metrics.inception_features(inception, to_unit(x)))
-            with optional_cache("the standard FID's statistics of the real images"):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_tensors({k: v.cpu().contiguous() for k, v in tensors.items()}, path, key)
+            if not inception:
+                inception.append(inception_fid(x.device))
+            return metrics.feature_sums(metrics.inception_features(inception[0], to_unit(x)))
+        tensors = cached_tensors(data.home() / "models" / "inception-fid" / f"real-{key['images'][:16]}.safetensors",
+                                 key, "the standard FID's statistics of the real images", measure)
         out[name] = {k: v.item() if v.dim() == 0 else v.cpu().numpy() for k, v in tensors.items()}
     return out
 
@@ -262,6 +270,10 @@ def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
         return loaded["model"], loaded["inputs"]
 
     inception_net: dict = {}   # the standard FID's Inception-v3, loaded on first use (the test evaluation)
+
+    @functools.cache
+    def real_inception(name: str) -> dict[str, np.ndarray]:   # read once for the summary and the baselines
+        return inception_statistics({name: {"test": test_x, "train": all_x}[name][:cfg["fid_samples"]]})[name]
 
     def inception():
         if not inception_net:
@@ -300,7 +312,7 @@ def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
         if cfg["conditional"]:
             out["class_accuracy"] = sums["asked_class_correct"] / n
         if sums.get("inception_feat_n"):
-            real = inception_statistics({"test": test_x[:cfg["fid_samples"]]})["test"]
+            real = real_inception("test")
             fake = {k[len("inception_"):]: v for k, v in sums.items() if k.startswith("inception_")}
             out["fid"] = metrics.frechet_distance(*metrics.gaussian(fake), *metrics.gaussian(real))
             out["fid_samples"] = fake["feat_n"]
@@ -318,10 +330,8 @@ def build_fashion_gan(cfg: dict, device: torch.device, needs: dict) -> GANJob:
                               for z, y in zip(noise[:n_test].split(1000), test_y.split(1000))])
         standard = {}
         if cfg["fid_samples"]:
-            n = cfg["fid_samples"]
-            stats = inception_statistics({"test": test_x[:n], "train": all_x[:n]})
-            standard = {"fid_real_train_vs_test": metrics.frechet_distance(
-                *metrics.gaussian(stats["train"]), *metrics.gaussian(stats["test"]))}
+            train, test = (metrics.gaussian(real_inception(k)) for k in ("train", "test"))
+            standard = {"fid_real_train_vs_test": metrics.frechet_distance(*train, *test)}
         return {**standard, "fid_fashion_real_train_vs_test": metrics.frechet_distance(
                     *metrics.feature_gaussian(reals["train_features"]), *real),
                 "fid_fashion_untrained_generator": metrics.frechet_distance(
@@ -552,12 +562,10 @@ def trained_generator(folder: Path, device: torch.device) -> torch.nn.Module:
     """The generator of the trained GAN in `folder`, in eval mode, built from its config.toml and weights alone
     (not its job: no data is read)."""
     from pillars.runs import saved_config
-    from pillars.weights import weights_path
+    from pillars.weights import load_weights, weights_path
     _, cfg = saved_config(folder)
-    classes = len(data.get("fashion-mnist").meta["classes"])
-    model = make_gan(cfg, 1, 28, classes)
-    weights, _ = load_tensors(weights_path(folder))
-    model.load_state_dict(weights)
+    model = make_gan(cfg, 1, 28, len(data.get("fashion-mnist").meta["classes"]))
+    load_weights(model, weights_path(folder))
     return model.generator.to(device).eval().requires_grad_(False)
 
 

@@ -69,7 +69,7 @@ class MLMOptions:
             raise ConfigError(f"start must be text-mlm (continue the pretrained text-mlm) or empty (random weights), "
                               f"not {cfg['start']!r}")
         known = (*CORPORA, IN_DOMAIN)
-        names = [c.strip() for c in cfg["corpora"].split(",") if c.strip()]
+        names = corpus_names(cfg)
         unknown = [c for c in names if c not in known]
         if unknown or not names:
             raise ConfigError(f"corpora {cfg['corpora']!r}: name one or more of {', '.join(known)}, comma-separated"
@@ -79,6 +79,10 @@ class MLMOptions:
         if cfg["start"] and any(cfg[k] != v for k, v in pretrained_shape().items() if k in SHAPE_KEYS):
             raise ConfigError(f"start=text-mlm continues text-mlm's network, so its shape ({', '.join(SHAPE_KEYS)}) "
                               "is text-mlm's: drop those --set keys")
+
+
+def corpus_names(cfg: dict) -> list[str]:
+    return [c.strip() for c in cfg["corpora"].split(",") if c.strip()]
 
 
 def encoder_config(cfg: dict, vocab: int, num_classes: int = 2, pool: str = "cls") -> transformer.EncoderClassifierConfig:
@@ -107,23 +111,19 @@ def corpus_texts(cfg: dict) -> list[dict[str, str]]:
         from pillars.tasks.language import text_splits
         return [dict(zip(("train", "valid", "test"), text_splits(cfg, "")))]
     from pillars.data.text import movie_review_text
-    names = [c.strip() for c in cfg["corpora"].split(",") if c.strip()]
     return [{s: movie_review_text(s) for s in ("train", "valid", "test")} if name == IN_DOMAIN else corpus_splits(name)
-            for name in names]
+            for name in corpus_names(cfg)]
 
 
 def build_mlm(cfg: dict, device: torch.device, needs: dict) -> Job:
     """`start` "": a tokenizer learnt on the training text and a network from random weights; "text-mlm": the
     pretrained text-mlm's tokenizer and every weight (encoder and output layer), trained on."""
-    from pillars.data import tokenizers
-    from pillars.weights import load_tensors, weights_path
+    from pillars.weights import load_weights, weights_path
     splits = corpus_texts(cfg)
     if cfg["start"]:   # the required text-mlm, trained first; read from its files (its job would re-read the corpora)
         folder = mlm_requirement().folder
-        if not (folder / "tokenizer.json").exists() or not (folder / "model.safetensors").exists():
-            raise ConfigError(f"{folder}, the text-mlm that start=text-mlm continues, is missing or unfinished: "
-                              "`pillars train text-mlm --set start=text-mlm` trains it first")
-        tok = tokenizers.load(folder / "tokenizer.json")
+        tok = pretrained_tokenizer(folder, "the text-mlm that start=text-mlm continues",
+                                   "pillars train text-mlm --set start=text-mlm")
     else:   # the tokenizer learns its merges from the training text only, a line at a time
         tok = corpus_tokenizer([line for s in splits for line in s["train"].splitlines()], cfg["vocab_size"])
     mask_id, first = tok.vocab.index(MASK), len(SPECIALS)
@@ -145,7 +145,7 @@ def build_mlm(cfg: dict, device: torch.device, needs: dict) -> Job:
 
     model = transformer.MaskedLanguageModel(encoder_config(cfg, len(tok)))
     if cfg["start"]:
-        model.load_state_dict(load_tensors(weights_path(folder))[0])
+        load_weights(model, weights_path(folder))
     counts = np.bincount(rows["train"].flatten().numpy(), minlength=len(tok)).astype(np.float64)
 
     def loss(model, batch):
@@ -296,6 +296,15 @@ class SentimentTransferOptions:
                               f"of them, not {cfg['labelled']}")
 
 
+def pretrained_tokenizer(folder: Path, what: str, command: str):
+    """The tokenizer of the finished text-mlm in `folder` (`what` it is to the caller); a ConfigError naming the
+    `command` that trains it when it is missing or unfinished."""
+    from pillars.data import tokenizers
+    if not (folder / "tokenizer.json").exists() or not (folder / "model.safetensors").exists():
+        raise ConfigError(f"{folder}, {what}, is missing or unfinished: `{command}` trains it first")
+    return tokenizers.load(folder / "tokenizer.json")
+
+
 def pretrained_shape() -> dict:
     from pillars import train
     return train.resolve_config("text-mlm", overrides={k: str(v) for k, v in MLM_RECIPE.items()})
@@ -304,15 +313,13 @@ def pretrained_shape() -> dict:
 def build_sentiment_transfer(cfg: dict, device: torch.device, needs: dict) -> Job:
     """The snippets' own train / valid / test split; `labelled` of the training snippets (half of each class)
     are the labelled set; the validation and test snippets are all there."""
-    from pillars.data import tokenizers, text
+    from pillars.data import text
     from pillars.tasks.images import few_labels
     from pillars.weights import load_tensors, weights_path
     shape = pretrained_shape()
     folder = encoder_requirement(cfg["encoder"]).folder
-    if not (folder / "tokenizer.json").exists() or not (folder / "model.safetensors").exists():
-        raise ConfigError(f"{folder}, the pretrained encoder (text-mlm) whose tokens every run of {TRANSFER_TASK} "
-                          f"reads, is missing or unfinished: `pillars train {TRANSFER_TASK}` trains it first")
-    tok = tokenizers.load(folder / "tokenizer.json")
+    tok = pretrained_tokenizer(folder, f"the pretrained encoder (text-mlm) whose tokens every run of {TRANSFER_TASK} "
+                                       "reads", f"pillars train {TRANSFER_TASK}")
     model = transformer.EncoderClassifier(encoder_config({**shape, "dropout": cfg["dropout"]}, len(tok),
                                                          pool=cfg["pool"]))
     if cfg["pretrained"]:
