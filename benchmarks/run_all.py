@@ -82,13 +82,16 @@ def race_table() -> str:
              "reference as published | share of the matmul peak, ours / reference | machine (1-min load average at the end; the race itself keeps 2 threads busy) |",
              "|---|---|---|---|---|---|---|"]
     sec = lambda t: "not reached" if t is None else f"{t:.1f} s"  # noqa: E731
+    share = lambda x: "-" if x is None else f"{x:.1%}"  # noqa: E731
     for race in races.values():
+        peaks = race.get("peaks_gflops")
+        machine = race["machine"] + (f"; torch.mm fp32 {peaks['32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s"
+                                     if peaks else "")
         for r in race["rows"]:
             ratio = f"{r['reference_s'] / r['ours_s']:.2f}x" if r["ours_s"] and r["reference_s"] else ""
             lines.append(f"| {r['target']} | {sec(r['ours_s'])} ({r['ours']}) | {sec(r['reference_s'])} "
-                         f"({r['reference']}) | {ratio} | {sec(r['published_s'])} | {r['ours_efficiency']:.1%} / "
-                         f"{r['reference_efficiency']:.1%} | {race['machine']} ({race['load_average']}), "
-                         f"{race['date']} |")
+                         f"({r['reference']}) | {ratio} | {sec(r['published_s'])} | {share(r['ours_efficiency'])} / "
+                         f"{share(r['reference_efficiency'])} | {machine} ({race['load_average']}), {race['date']} |")
     return "\n".join(lines)
 
 

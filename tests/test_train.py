@@ -88,6 +88,21 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, fashion):
         torch.testing.assert_close(wa[k], wb[k], atol=1e-4, rtol=1e-3)   # float sums in another order
 
 
+def test_an_evaluation_is_not_counted_as_training_time(tmp_path, fashion, monkeypatch):
+    """Each evaluation logs the training time up to it: the race's thresholds are read from these figures."""
+    from pillars.train import loop
+    real = loop.evaluate_job
+
+    def slow(*args, **kwargs):
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(loop, "evaluate_job", slow)
+    summary, run = fit(tmp_path, "clock", max_steps=4, eval_every=1)
+    valid = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == "valid"]
+    assert len(valid) == 4 and all(r["train_time_s"] < 0.9 for r in valid), [r["train_time_s"] for r in valid]
+    assert summary["train_time_s"] < 0.9
+
+
 def test_ema_is_the_moving_average_of_the_weights_and_what_is_saved(tmp_path, fashion):
     summary, run = fit(tmp_path, "ema", max_steps=4, ema="0.5", checkpoint_every=1, keep_checkpoints=10,
                        eval_every=4)

@@ -2,7 +2,8 @@
 
 The loop knows nothing of a model family: a task hands it a `Job` (model, data, objective, metric).
 It does mixed precision, torch.compile, gradient accumulation and clipping, warmup + cosine decay,
-evaluation, logs (metrics.jsonl, TensorBoard), atomic checkpoints and exact resume.
+evaluation, logs (metrics.jsonl, TensorBoard), atomic checkpoints and exact resume. The parts of a step
+(data, forward, backward, optimizer, log) are labelled for torch.profiler: benchmarks/profile_step.py.
 
 Evaluation: every `eval_every` steps on the validation split (logged as "valid"; the best validation
 figure is kept); at the end once more on the validation split, then once on the test split ("test").
@@ -262,35 +263,43 @@ def prepare(t: Trainer, resume: bool) -> None:
 
 # ----------------------------------------------------------------------------- one step, and what follows it
 
+def phase(name: str):
+    """A labelled span of the step for torch.profiler (benchmarks/profile_step.py); next to free otherwise."""
+    return torch.profiler.record_function(f"step: {name}")
+
+
 def train_step(t: Trainer) -> float:
     """One optimizer step over `accum_steps` micro-batches; returns its learning rate."""
     cfg, accum = t.cfg, t.cfg["accum_steps"]
     lr = lr_at(t.step, t.total, cfg)
     for group in t.optimizer.param_groups:
         group["lr"] = lr
-    batch = t.job.train.batch(t.step, t.proc.rank, t.world)
+    with phase("data"):
+        batch = t.job.train.batch(t.step, t.proc.rank, t.world)
     step_loss = torch.zeros((), device=t.device)
     for j, mb in enumerate(zip(*(x.chunk(accum) for x in batch))):
         if t.job.conv and cfg["channels_last"]:
             mb = (mb[0].contiguous(memory_format=torch.channels_last), *mb[1:])
         sync = t.world == 1 or j == accum - 1
-        with (nullcontext() if sync else t.model.no_sync()), autocast(t.device, cfg["precision"]):
+        with (nullcontext() if sync else t.model.no_sync()), autocast(t.device, cfg["precision"]), phase("forward"):
             loss = t.job.loss(t.model, mb)
         if isinstance(loss, tuple):   # (loss, figures to log), e.g. a GAN's two losses
             loss, extra = loss
             for k, v in extra.items():
                 t.window.extras.setdefault(k, []).append(v.detach().float() / accum)
         loss = loss / accum
-        t.scaler.scale(loss).backward()
+        with phase("backward"):
+            t.scaler.scale(loss).backward()
         step_loss += loss.detach()
-    if cfg["grad_clip"] > 0:
-        t.scaler.unscale_(t.optimizer)
-        nn.utils.clip_grad_norm_(t.raw_model.parameters(), cfg["grad_clip"])
-    t.scaler.step(t.optimizer)
-    t.scaler.update()
-    t.optimizer.zero_grad(set_to_none=True)
-    if t.ema is not None:
-        t.ema.update_parameters(t.raw_model)
+    with phase("optimizer"):
+        if cfg["grad_clip"] > 0:
+            t.scaler.unscale_(t.optimizer)
+            nn.utils.clip_grad_norm_(t.raw_model.parameters(), cfg["grad_clip"])
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        t.optimizer.zero_grad(set_to_none=True)
+        if t.ema is not None:
+            t.ema.update_parameters(t.raw_model)
     t.step += 1
     t.window.samples += cfg["batch_size"]
     t.window.losses.append(step_loss)
@@ -315,10 +324,10 @@ def log_window(t: Trainer, lr: float) -> None:
 
 def evaluate(t: Trainer, split: str, whole: bool = False) -> dict:
     """Evaluate on `split`, log it; a validation figure may become the best one. Its time is not training."""
-    began = time.time()
+    began, trained = time.time(), t.train_seconds()   # the training time up to this evaluation, not through it
     cfg = {**t.cfg, "eval_batches": 0} if whole else t.cfg
     result = evaluate_job(t.job, t.eval_model, cfg, t.device, t.proc, split, t.run_dir)
-    result["train_time_s"] = round(t.train_seconds(), 2)
+    result["train_time_s"] = round(trained, 2)
     if split == "valid":
         score = result[t.metric if t.metric in result else "loss"]
         if t.best is None or (score > t.best if t.task.higher_is_better else score < t.best):
@@ -368,7 +377,8 @@ def after_step(t: Trainer, lr: float, stop_asked: bool, on_step) -> bool:
     due_eval = t.step % t.eval_every == 0 and t.step < t.total   # the last evaluations come after the loop
     due_ckpt = t.step % t.ckpt_every == 0 or t.step == t.total or stop
     if log_now or due_eval or due_ckpt:
-        log_window(t, lr)
+        with phase("log"):
+            log_window(t, lr)
     if on_step is not None:
         on_step(t.step, t.total, t.info)
     if due_eval:
