@@ -56,20 +56,14 @@ def _size_on_disk(path: Path) -> int:
 
 # ----------------------------------------------------------------------------- pillars data ...
 
-# what a run folder holds of its own (beside checkpoints/): no command's --out replaces them
-RUN_FILES = {"config.toml", "model.safetensors", "summary.json", "metrics.jsonl", "tokenizer.json", "inputs.json",
-             ".lock", "explain.json", "translations-test.tsv"}
-
-
 def output_file(path: Path, what: str) -> Path:
     """A file the user asked a command to write: its folder is created, and must be writable; a file a run
     folder holds (its weights, configuration, logs, checkpoints) is never replaced by it."""
     from pillars.config import ConfigError
     from pillars.data.registry import unwritable
-    run = next((p for p in path.absolute().parents if (p / "config.toml").is_file()), None)
-    own = path.name in RUN_FILES or path.name.startswith("events.out.tfevents")
-    if path.exists() and run is not None and (
-            (path.absolute().parent == run and own) or (run / "checkpoints") in path.absolute().parents):
+    from pillars.runs import run_owning
+    run = run_owning(path)
+    if run is not None:
         raise ConfigError(f"{what} {path} is a file of the run {run}: writing there would replace it. Give "
                           "another file name")
     if path.is_dir():
@@ -77,6 +71,14 @@ def output_file(path: Path, what: str) -> Path:
     why = unwritable(path.parent)
     if why:
         raise ConfigError(f"{what} {path}: its folder {path.parent} {why}; choose another place")
+    return path
+
+
+def output_folder(path: Path) -> Path:
+    """The folder a command's --out names, which may not exist yet, but may not be a file."""
+    from pillars.config import ConfigError
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file, not a folder: choose another --out")
     return path
 
 
@@ -304,8 +306,8 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from pillars import runs, tasks
     from pillars.config import ConfigError
-    if args.top_k < 1:
-        raise ConfigError(f"--top-k must be at least 1 (the number of classes to show), not {args.top_k}")
+    if args.top_k is not None and args.top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1 (the number of classes, or boxes, to show), not {args.top_k}")
     run_dir = Path(args.run_dir)
     task_name, cfg = runs.saved_config(run_dir)
     tasks.get(task_name).family.predict(run_dir, cfg, args.images, args.top_k, args.invert, args.device, say)
@@ -382,10 +384,7 @@ def cmd_explain(args) -> int:
 
 def cmd_tour(args) -> int:
     from pillars import tour
-    from pillars.config import ConfigError
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out} is a file, not a folder: choose another --out")
-    result = tour.tour(Path(args.out), budget=args.budget, full=args.full, device=args.device,
+    result = tour.tour(output_folder(Path(args.out)), budget=args.budget, full=args.full, device=args.device,
                        console=console, progress=not args.no_progress)
     if result is None:
         return 130
@@ -417,9 +416,7 @@ def cmd_experiment(args) -> int:
         raise config.ConfigError(config.unknown_name_message("experiment", args.name, experiments.EXPERIMENTS))
     if args.seeds is not None and args.seeds < 1:
         raise config.ConfigError("--seeds must be at least 1")
-    folder = Path(args.out or f"runs/{args.name}")
-    if folder.exists() and not folder.is_dir():
-        raise config.ConfigError(f"--out {folder} is a file, not a folder: choose another --out")
+    folder = output_folder(Path(args.out or f"runs/{args.name}"))
     for flag in ("labels", "lags", "seeds"):
         if getattr(args, flag) is not None and flag not in EXPERIMENT_FLAGS[args.name]:
             takes = [name for name, flags in EXPERIMENT_FLAGS.items() if flag in flags]
@@ -582,7 +579,9 @@ def add_predict(sub) -> None:
     pr = sub.add_parser("predict", help="classify image files or WAV recordings, or find the objects in images, with a trained run")
     pr.add_argument("run_dir")
     pr.add_argument("images", nargs="+", metavar="FILE")
-    pr.add_argument("--top-k", dest="top_k", type=int, default=3)
+    pr.add_argument("--top-k", dest="top_k", type=int, default=None,
+                    help="classifiers: the classes to show (default 3); detectors: at most this many boxes, best "
+                         "first (default: every box scored 0.3 or more)")
     pr.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                     help="images only: invert the grey levels; auto: when the model was trained on light objects on black "
                          "(Fashion-MNIST, MNIST) and the photo's corners are light")

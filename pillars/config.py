@@ -157,9 +157,14 @@ def read_toml(path: str | Path) -> dict:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file (UTF-8) through a temporary file and a rename: a kill mid-write leaves the previous
     file or none, never a truncated one."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, content: bytes) -> None:
+    """Write a file through a temporary file (`.NAME.tmpPID`) and a rename, as write_text_atomic does."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(content)
     os.replace(tmp, path)
 
 

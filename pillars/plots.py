@@ -39,7 +39,7 @@ def save_png(img, path: Path) -> None:
     import os
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     img.save(tmp, format="PNG")
     os.replace(tmp, path)
 

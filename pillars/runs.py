@@ -67,6 +67,21 @@ def writing(run_dir: Path, wait: bool = False) -> Iterator[None]:
         os.close(fd)
 
 
+# what a run folder holds of its own (beside checkpoints/): no command's --out replaces them
+RUN_FILES = {"config.toml", "model.safetensors", "summary.json", "metrics.jsonl", "tokenizer.json", "inputs.json",
+             LOCK, "explain.json", "translations-test.tsv"}
+
+
+def run_owning(path: Path) -> Path | None:
+    """The run folder whose own existing file `path` is (its weights, configuration, logs, a checkpoint), if any."""
+    path = Path(path).absolute()
+    run = next((p for p in path.parents if (p / "config.toml").is_file()), None)
+    if not path.exists() or run is None:
+        return None
+    own = path.name in RUN_FILES or path.name.startswith("events.out.tfevents")
+    return run if (path.parent == run and own) or (run / "checkpoints") in path.parents else None
+
+
 def foreign_files(run_dir: Path) -> list[str]:
     """The entries of an existing folder without a run's config.toml, the lock aside: files of the user's
     that `pillars train --out` must not write among (nor overwrite)."""

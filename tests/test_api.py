@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT, pillars, sets
+from tests.conftest import ROOT, pillars
 
 
 @pytest.fixture(scope="module")

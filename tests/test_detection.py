@@ -218,6 +218,11 @@ def test_a_users_folder_trains_evaluates_predicts_and_explains(tmp_path):
     assert len(truth["images"]) == 3 and all({"image_id", "bbox", "score", "category_id"} <= set(r) for r in results)
     pred = pillars("predict", str(run), str(folder / "img0.png"))
     assert "img0.png" in pred.stdout and (run / "predictions" / "img0.png").exists()
+    boxes = [line for line in pred.stdout.splitlines() if line.startswith("  ")]
+    one = pillars("predict", str(run), str(folder / "img0.png"), "--top-k", "1").stdout.splitlines()
+    assert [line for line in one if line.startswith("  ")] == boxes[:1]
+    refused = pillars("predict", str(run), str(folder / "img0.png"), "--invert", "yes", check=False)
+    assert refused.returncode != 0 and "leave --invert out" in refused.stderr
     pillars("explain", str(run))
     assert (run / "detections-1.png").exists() and (run / "detections-3.png").exists()
 

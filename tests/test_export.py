@@ -1,7 +1,6 @@
 """`pillars export RUN --format onnx`: each exported kind (an image classifier, a character LSTM and GPT, a
 GAN's generator) run by ONNX Runtime on real inputs and compared with PyTorch, the README's snippet run as
 written, and the runs and files export refuses."""
-import json
 import re
 import subprocess
 import sys

@@ -147,6 +147,8 @@ def test_explain_draws_overlays_and_predict_writes_masks(png_run):
     mask = np.asarray(Image.open(run_dir / "predictions" / "c00_image_mask.png"))
     truth = np.asarray(Image.open(folder / "c00_mask.png"))
     assert set(np.unique(mask)) <= {0, 255} and (mask == truth).mean() > 0.9
+    refused = pillars("predict", str(run_dir), str(folder / "c00_image.png"), "--top-k", "2", check=False)
+    assert refused.returncode != 0 and "leave --top-k out" in refused.stderr
 
 
 def test_a_nifti_volume_trains_in_slabs(tmp_path):
@@ -171,6 +173,7 @@ def test_a_nifti_volume_trains_in_slabs(tmp_path):
     assert written.name == "s1_image_label.nii.gz"
     predicted = np.asarray(nib.load(str(written)).dataobj)
     assert predicted.shape == (16, 16, 40) and set(np.unique(predicted)) <= {0, 3}
+    assert np.allclose(nib.load(str(written)).affine, np.eye(4)) and not list(tmp_path.glob(".*tmp*"))
     tall = segmentation.build_brain_segment({**cfg, "height": True}, torch.device("cpu"))
     assert tall.test[0].shape == (6, 2, 16, 16) and tall.model(tall.test[0]).shape == (6, 2, 16, 16)
     assert tall.test[0][:, 1, 0, 0].tolist() == pytest.approx([(z - 19.5) / 100 for z in (4, 5, 6, 24, 25, 26)])

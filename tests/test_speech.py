@@ -101,6 +101,7 @@ def test_predict_names_the_digits_of_wav_files_from_the_runs_saved_inputs(short_
     np.testing.assert_allclose(saved["mean"], train_frames.mean(0), rtol=1e-5)
     np.testing.assert_allclose(saved["std"], train_frames.std(0), rtol=1e-5)
     assert saved["classes"] == [str(d) for d in range(10)] and saved["mfcc"]["n_mfcc"] == frames.shape[1]
+    assert saved["longest_frames"] == max(len(recordings[i]) for i in split["train"])
 
     def unreadable(*_, **__):
         raise AssertionError("predict read the training data")
@@ -112,6 +113,22 @@ def test_predict_names_the_digits_of_wav_files_from_the_runs_saved_inputs(short_
     guesses = [line.split() for line in lines if line.startswith(" ")]
     assert len(guesses) == 4 and all(g[0] in "0123456789" and g[1].endswith("%") for g in guesses)
     assert sum(float(g[1][:-1]) for g in guesses[:2]) <= 100.1
+
+
+def test_predict_notes_a_recording_far_longer_than_the_training_ones(short_run, tmp_path):
+    import wave
+
+    from pillars import data
+    run_dir, _ = short_run
+    with wave.open(str(data.fetch("spoken-numbers")["3.wav"]), "rb") as w:
+        params, frames = w.getparams(), w.readframes(w.getnframes())
+    with wave.open(str(tmp_path / "long.wav"), "wb") as w:   # the digit said 12 times in a row
+        w.setparams(params)
+        w.writeframes(frames * 12)
+    r = pillars("predict", str(run_dir), str(tmp_path / "long.wav"))
+    assert "more than twice the longest training recording" in r.stderr and "long.wav" in r.stdout
+    short = pillars("predict", str(run_dir), str(data.fetch("spoken-numbers")["3.wav"]))
+    assert "longest training recording" not in short.stderr
 
 
 def test_predict_refuses_a_file_that_is_not_wav(short_run, tmp_path):

@@ -283,6 +283,14 @@ def test_csv_series_loader_and_its_errors(tmp_path):
     bad.write_text("month,sales\n2020-01,10\n2020-02,n/a\n")
     with pytest.raises(data.DataError, match=r"bad.csv, line 3: 'n/a' in column 'sales' is not a number"):
         load_csv_series(bad, "sales")
+    newest = tmp_path / "newest.csv"   # a price download that lists the latest day first
+    newest.write_text("Date,Close\n2024-01-04,3\n2024-01-03,2\n2024-01-02 ,1\n")
+    np.testing.assert_allclose(load_csv_series(newest, "Close"), [1, 2, 3])
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("Date,Close\n2024-01-02 09:30,1\n2024-01-04 09:30,3\n2024-01-03 09:30,2\n")
+    with pytest.raises(data.DataError, match=r"shuffled.csv, line 4: Date 2024-01-03 09:30 after 2024-01-04 09:30 "
+                                             r"breaks the file's time order; sort the lines by Date"):
+        load_csv_series(shuffled, "Close")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(data.DataError, match="the file is empty"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,8 @@ def weather(station: str = "greensboro", column: str = "temperature") -> np.ndar
 # ----------------------------------------------------------------------------- the user's own series
 
 def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
-    """One numeric column of a CSV file whose first line names the columns, as float32 in file order.
+    """One numeric column of a CSV file whose first line names the columns, as float32 in time order: the file's
+    order, reversed when a column of ISO dates runs newest first (`newest_first`).
     `column` is a name from that line, else a 0-based position (so a file whose columns are named 1, 2, 3 is
     read by name). Commas, semicolons or tabs separate fields."""
     path = Path(path).expanduser()
@@ -154,7 +156,37 @@ def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
     if len(values) < 2:
         raise InputFileError(f"{path}: column {header[index]!r} has {len(values)} value(s); a series needs "
                              "at least 2")
-    return np.array(values, dtype=np.float32)
+    series = np.array(values, dtype=np.float32)
+    return series[::-1].copy() if newest_first(path, header, rows[1:]) else series
+
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}")
+
+
+def newest_first(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> bool:
+    """Whether the file runs backwards in time, by its first column of ISO dates (2020-03-01, 2020-03, or with a
+    time): many price downloads list the newest day first, and a series must run forwards for its split into
+    training, validation and test to hold out the future. Dates out of order are refused; no date column, or
+    dates in another form, leave the file order as it is."""
+    for i, name in enumerate(header):
+        cells = [row[i].strip() if i < len(row) else "" for _, row in rows]
+        if not all(ISO_DATE.match(c) for c in cells):
+            continue
+        try:
+            times = np.array([c.replace(" ", "T", 1) for c in cells], dtype="datetime64[s]").astype(np.int64)
+        except ValueError:
+            continue
+        steps = np.diff(times)
+        if (steps >= 0).all():
+            return False
+        if (steps <= 0).all():
+            note(f"note: {path} runs from the newest {name} ({cells[0]}) to the oldest ({cells[-1]}); it is read "
+                 "in time order, oldest first")
+            return True
+        k = int(np.argmax(steps < 0)) if steps[0] > 0 else int(np.argmax(steps > 0))
+        raise InputFileError(f"{path}, line {rows[k + 1][0]}: {name} {cells[k + 1]} after {cells[k]} breaks the "
+                             f"file's time order; sort the lines by {name} (a series is read in time order)")
+    return False
 
 
 def is_number(text: str) -> bool:

@@ -89,6 +89,9 @@ class SampleRequest:
     out: str | None = None
 
 
+TOP_CLASSES = 3   # the classes `pillars predict` shows for a classifier without --top-k
+
+
 class Family:
     """What the front ends do with a trained run of a task. The base class is a model family with no
     special behaviour: its methods say what the run cannot do, and its text is the plain metric."""
@@ -153,7 +156,7 @@ class Family:
         raise ConfigError(f"{run.run_dir} is a run of {run.task.name} ({self.what}): translate takes runs of "
                           "bible-translate and bible-fr-en-translate")
 
-    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int, invert: str, device: str,
+    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int | None, invert: str, device: str,
                 log: Callable[[str], None]) -> None:
         raise ConfigError(f"{run_dir} holds a {self.what}, not a classifier: predict takes runs of image "
                           "classifiers, spoken-digit classifiers and object detectors (pillars evaluate and explain "

@@ -334,10 +334,13 @@ class Detector(Family):
                 f"{int((~hits).sum())} false alarms (boxes scored {SHOWN} or more)")
         return {"detections": figures}
 
-    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int, invert: str, device: str,
+    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int | None, invert: str, device: str,
                 log: Callable[[str], None]) -> None:
-        """The boxes scored SHOWN or more in each image, printed (best first) and drawn into
-        RUN/predictions/IMG.png."""
+        """The boxes scored SHOWN or more in each image (at most `top_k` of them), printed best first and drawn
+        into RUN/predictions/IMG.png."""
+        if invert != "auto":
+            raise ConfigError(f"--invert {invert} inverts a photo's grey levels for a classifier; {run_dir} is a "
+                              f"{self.what}, which reads the colours as they are: leave --invert out")
         from pillars.data.folder import open_image
         from pillars.plots import draw_boxes
         device = resolve_device(device)
@@ -346,10 +349,12 @@ class Detector(Family):
         for path in paths:
             pixels = torch.from_numpy(np.array(open_image(Path(path)))).permute(2, 0, 1).contiguous()
             found = detect(model, pixels[None].to(device), None, cfg)[0].cpu()
-            shown = found[found[:, 4] >= SHOWN]
+            scored = found[found[:, 4] >= SHOWN]
+            shown = scored[scored[:, 4].argsort(descending=True)][:top_k]
             target = Path(run_dir) / "predictions" / f"{Path(path).stem}.png"
             draw_boxes(pixels, shown[:, :4], None, None, target, scores=shown[:, 4])
-            log(f"{path}: {len(shown)} {'/'.join(inputs.classes)} boxes scored {SHOWN} or more -> {target}")
+            best = f"the {len(shown)} best of " if len(shown) < len(scored) else ""
+            log(f"{path}: {best}{len(scored)} {'/'.join(inputs.classes)} boxes scored {SHOWN} or more -> {target}")
             for x0, y0, x1, y1, score, c in shown.tolist():
                 log(f"  {inputs.classes[int(c)]:<12} {score:5.3f}  x {x0:7.1f} - {x1:7.1f}  y {y0:7.1f} - {y1:7.1f}")
 

@@ -24,7 +24,7 @@ from pillars.data.vision import stratified_split
 from pillars.data.weights import efficientnet_lite0_imagenet
 from pillars.devices import resolve_device
 from pillars.models import cnn, transformer
-from pillars.tasks import Family, Job, LoadedRun, Task, register, trained_from_inputs
+from pillars.tasks import TOP_CLASSES, Family, Job, LoadedRun, Task, register, trained_from_inputs
 
 VALID_SEED = 0   # the validation split's seed: fixed, so every run of a dataset holds out the same images
 IMAGE_SIDES = {"fashion-mnist": 28, "mnist-5k": 28, "digits": 8}   # of a registered dataset's images, in pixels
@@ -214,14 +214,14 @@ class ImageClassifier(Family):
             log(f"  {name:<4} " + " ".join(f"{a:.3f}" for a in accs))
         return result
 
-    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int, invert: str, device: str,
+    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int | None, invert: str, device: str,
                 log: Callable[[str], None]) -> None:
-        """The `top_k` classes of each image file, with their probabilities."""
+        """The `top_k` (default TOP_CLASSES) classes of each image file, with their probabilities."""
         device = resolve_device(device)
         model, inputs = self.trained(Path(run_dir), cfg, device)
         for path in paths:
             probs, inverted = classify(model, inputs, Path(path), invert, device)
-            top = probs.topk(min(top_k, len(probs)))
+            top = probs.topk(min(top_k or TOP_CLASSES, len(probs)))
             log(f"{path}" + ("  (inverted: light background)" if inverted else ""))
             for p, i in zip(top.values.tolist(), top.indices.tolist()):
                 log(f"  {inputs.classes[i]:<16} {p:6.1%}")

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from pillars import explain, metrics
 from pillars.baselines import KneserNey, cached_baselines
 from pillars.config import ConfigError, check_multiple, note, write_text_atomic
-from pillars.data.registry import InputFileError, optional_cache
+from pillars.data.registry import InputFileError
 from pillars.data.text import corpus_splits, read_user_text
 from pillars.data.batches import TokenWindows, scored_windows
 from pillars.data import tokenizers

@@ -25,8 +25,9 @@ the loss nor Dice reads.
 """
 from __future__ import annotations
 
+import gzip
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pillars import data
-from pillars.config import ConfigError, write_text_atomic
+from pillars.config import ConfigError, write_bytes_atomic, write_text_atomic
 from pillars.data.batches import TensorBatches
 from pillars.data.mri import (LABEL_SETS, Case, axial_slices, grey_png, read_nifti, scaled, segmentation_pairs,
                               slab_roles)
@@ -346,13 +347,14 @@ class Segmenter(Family):
         write_text_atomic(run.run_dir / "explain.json", json.dumps(out, indent=2) + "\n")
         return out
 
-    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int, invert: str, device: str,
+    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int | None, invert: str, device: str,
                 log: Callable[[str], None]) -> None:
         """Each file's labels, written beside the run: a PNG slice -> predictions/NAME_mask.png (label values
         as grey levels), a NIfTI volume -> predictions/NAME_label.nii.gz (on the RAS-turned grid)."""
-        if invert != "auto":
-            raise ConfigError(f"--invert {invert} inverts a photo's grey levels for a classifier; {run_dir} is a "
-                              f"{self.what}, which reads intensities as they are: leave --invert out")
+        if invert != "auto" or top_k is not None:
+            flag = f"--invert {invert}" if invert != "auto" else f"--top-k {top_k}"
+            raise ConfigError(f"{flag} is for classifiers and detectors; {run_dir} is a {self.what}, which labels "
+                              f"every voxel: leave {flag.split()[0]} out")
         device = resolve_device(device)
         model, inputs = trained_from_inputs(Path(run_dir), cfg, device, lambda d: SegmentationInputs(**d), network,
                                             build_brain_segment)
@@ -448,7 +450,7 @@ def write_prediction(model: nn.Module, inputs: SegmentationInputs, path: Path, o
     ras = labels[:, ::-1, :].transpose(2, 1, 0).reshape(volume.shape).astype(np.int16)
     affine = nib.as_closest_canonical(nib.load(str(path))).affine
     dst = out / (path.name.split(".nii")[0] + "_label.nii.gz")
-    nib.save(nib.Nifti1Image(ras, affine), str(dst))
+    write_bytes_atomic(dst, gzip.compress(nib.Nifti1Image(ras, affine).to_bytes(), mtime=0))
     return dst
 
 

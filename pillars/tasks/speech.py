@@ -26,7 +26,8 @@ from pillars.data.audio import MFCCSettings, wav_mfcc
 from pillars.data.batches import TensorBatches
 from pillars.devices import resolve_device
 from pillars.models import rnn
-from pillars.tasks import Family, Job, LoadedRun, Task, check_choice, register, trained_from_inputs
+from pillars.tasks import (TOP_CLASSES, Family, Job, LoadedRun, Task, check_choice, register,
+                           trained_from_inputs)
 from pillars.tasks.sequences import padded_loss, padded_sums
 
 DIGITS = [str(d) for d in range(10)]
@@ -49,16 +50,18 @@ class SpokenDigitsOptions:
 @dataclass
 class SpeechInputs:
     """How a WAV file becomes the model's input, saved with a run as inputs.json: the MFCC settings, the
-    training frames' mean and standard deviation per coefficient, and the class names."""
+    training frames' mean and standard deviation per coefficient, the class names, and the frames of the
+    longest training recording (0: not saved, by runs from before it was)."""
     mfcc: MFCCSettings
     mean: list[float]
     std: list[float]
     classes: list[str]
+    longest_frames: int = 0
 
     @classmethod
     def from_json(cls, d: dict) -> "SpeechInputs":
         return cls(MFCCSettings(**d["mfcc"]), [float(v) for v in d["mean"]], [float(v) for v in d["std"]],
-                   [str(c) for c in d["classes"]])
+                   [str(c) for c in d["classes"]], int(d.get("longest_frames", 0)))
 
 
 def padded_frames(recordings: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> tuple[torch.Tensor, ...]:
@@ -135,7 +138,8 @@ def build_spoken_digits(cfg: dict, device: torch.device) -> Job:
                  "digits it fails with 10 of each and works with 30)")
         return {**figures, "majority_accuracy": float(np.mean(labels[split["test"]] == majority))}
 
-    inputs = SpeechInputs(MFCCSettings(), mean.tolist(), std.tolist(), classes)
+    inputs = SpeechInputs(MFCCSettings(), mean.tolist(), std.tolist(), classes,
+                          max(len(recordings[i]) for i in split["train"]))
     return Job(model=network(cfg, inputs), train=TensorBatches(tensors("train"), cfg["batch_size"], cfg["seed"]),
                valid=tensors("valid"), test=tensors("test"), loss=padded_loss, eval_sums=padded_sums,
                summary=metrics.classification_summary, inputs=inputs, baselines=baselines)
@@ -166,9 +170,9 @@ class SpokenDigitClassifier(Family):
         log(f"wrote {run.run_dir / 'confusion.png'} (accuracy {accuracy:.2%} on the {len(y)} test recordings)")
         return {"confusion": "confusion.png", "accuracy": accuracy}
 
-    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int, invert: str, device: str,
+    def predict(self, run_dir: Path, cfg: dict, paths: list[str], top_k: int | None, invert: str, device: str,
                 log: Callable[[str], None]) -> None:
-        """The `top_k` classes of each WAV file, with their probabilities."""
+        """The `top_k` (default TOP_CLASSES) classes of each WAV file, with their probabilities."""
         if invert != "auto":
             raise ConfigError(f"--invert {invert} inverts the grey levels of images; {run_dir} is a {self.what}, "
                               "whose files are WAV recordings: leave --invert out")
@@ -176,7 +180,7 @@ class SpokenDigitClassifier(Family):
         model, inputs = self.trained(Path(run_dir), cfg, device)
         for path in paths:
             probs = recording_probabilities(model, inputs, path, device)
-            top = probs.topk(min(top_k, len(probs)))
+            top = probs.topk(min(top_k or TOP_CLASSES, len(probs)))
             log(f"{path}")
             for p, i in zip(top.values.tolist(), top.indices.tolist()):
                 log(f"  {inputs.classes[i]:<16} {p:6.1%}")
@@ -194,9 +198,16 @@ class SpokenDigitClassifier(Family):
 
 @torch.no_grad()
 def recording_probabilities(model: torch.nn.Module, inputs: SpeechInputs, path, device: torch.device) -> torch.Tensor:
-    """The class probabilities of one WAV file: its MFCC frames, scaled by the training statistics."""
+    """The class probabilities of one WAV file: its MFCC frames, scaled by the training statistics. A file more
+    than twice as long as the longest training recording gets a note: it is still read as one word."""
     mean, std = np.array(inputs.mean, dtype=np.float32), np.array(inputs.std, dtype=np.float32)
-    x, lengths = padded_frames([wav_mfcc(path, inputs.mfcc)], mean, std)
+    frames = wav_mfcc(path, inputs.mfcc)
+    if inputs.longest_frames and len(frames) > 2 * inputs.longest_frames:
+        seconds = inputs.mfcc.hop / inputs.mfcc.sample_rate
+        note(f"note: {path} lasts {len(frames) * seconds:.1f} "
+             f"s, more than twice the longest training recording ({inputs.longest_frames * seconds:.1f} s); it is "
+             "classified as one recording of one class: cut it into one file a word for one answer each")
+    x, lengths = padded_frames([frames], mean, std)
     return model(x.to(device), lengths.to(device)).float().softmax(-1)[0].cpu()
 
 

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 
 from pillars.config import ConfigError
 from pillars.data.registry import os_error_text
-from pillars.weights import WeightsError, checkpoints, save_weights, step_of
+from pillars.weights import WeightsError, checkpoints, save_weights
 
 # what loading a damaged file raises: cut short (OSError, RuntimeError, EOFError, SafetensorError), a pickle
 # that weights_only refuses (UnpicklingError), a state of something else (ValueError, KeyError, TypeError,
