@@ -583,8 +583,8 @@ def add_predict(sub) -> None:
                     help="classifiers: the classes to show (default 3); detectors: at most this many boxes, best "
                          "first (default: every box scored 0.3 or more)")
     pr.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
-                    help="images only: invert the grey levels; auto: when the model was trained on light objects on black "
-                         "(Fashion-MNIST, MNIST) and the photo's corners are light")
+                    help="image classifiers only: invert the grey levels; auto: when the model was trained on light "
+                         "objects on black (Fashion-MNIST, MNIST) and the photo's corners are light")
     pr.add_argument("--device", default="cpu", choices=DEVICES)
     pr.set_defaults(fn=cmd_predict)
 

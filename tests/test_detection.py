@@ -204,7 +204,7 @@ def write_folder(folder, yolo: bool):
                 + "</annotation>")
 
 
-def test_a_users_folder_trains_evaluates_predicts_and_explains(tmp_path):
+def test_a_users_folder_trains_evaluates_predicts_and_explains(tmp_path, monkeypatch):
     folder, run = tmp_path / "boxes", tmp_path / "run"
     write_folder(folder, yolo=False)
     out = pillars("train", "tree-detect", "--out", str(run), *sets(f"data={folder}", "max_steps=4", "tile=64",
@@ -223,6 +223,16 @@ def test_a_users_folder_trains_evaluates_predicts_and_explains(tmp_path):
     assert [line for line in one if line.startswith("  ")] == boxes[:1]
     refused = pillars("predict", str(run), str(folder / "img0.png"), "--invert", "yes", check=False)
     assert refused.returncode != 0 and "leave --invert out" in refused.stderr
+    from pillars import runs
+    from pillars.tasks import detection   # an untrained detector scores little: print every box it finds
+    monkeypatch.setattr(detection, "SHOWN", 0.0)
+    cfg = {**runs.saved_config(run)[1], "score_threshold": 0.0}
+    every, best = [], []
+    for top_k, lines in ((None, every), (3, best)):
+        detection.Detector().predict(run, cfg, [str(folder / "img0.png")], top_k, "auto", "cpu", lines.append)
+    scores = [float(line.split()[1]) for line in every[1:]]
+    assert len(scores) > 3 and scores == sorted(scores, reverse=True)
+    assert best[1:] == every[1:4] and best[0].startswith(f"{folder / 'img0.png'}: the 3 best of {len(scores)} ")
     pillars("explain", str(run))
     assert (run / "detections-1.png").exists() and (run / "detections-3.png").exists()
 

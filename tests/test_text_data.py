@@ -291,6 +291,13 @@ def test_csv_series_loader_and_its_errors(tmp_path):
     with pytest.raises(data.DataError, match=r"shuffled.csv, line 4: Date 2024-01-03 09:30 after 2024-01-04 09:30 "
                                              r"breaks the file's time order; sort the lines by Date"):
         load_csv_series(shuffled, "Close")
+    repeated = tmp_path / "repeated.csv"   # the direction comes from the first change of date
+    repeated.write_text("Date,Close\n2024-01-01,1\n2024-01-01,2\n2024-01-02,3\n2024-01-01,4\n")
+    with pytest.raises(data.DataError, match=r"repeated.csv, line 5: Date 2024-01-01 after 2024-01-02"):
+        load_csv_series(repeated, "Close")
+    other = tmp_path / "other.csv"   # ISO dates in a column not named as a time do not order the file
+    other.write_text("When,Expiry,Close\n01/01/2024,2024-06-01,1\n01/02/2024,2024-03-01,2\n")
+    np.testing.assert_allclose(load_csv_series(other, "Close"), [1, 2])
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(data.DataError, match="the file is empty"):

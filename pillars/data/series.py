@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,7 @@ def weather(station: str = "greensboro", column: str = "temperature") -> np.ndar
 
 def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
     """One numeric column of a CSV file whose first line names the columns, as float32 in time order: the file's
-    order, reversed when a column of ISO dates runs newest first (`newest_first`).
+    order, reversed when a date column of ISO dates runs newest first (`newest_first`).
     `column` is a name from that line, else a 0-based position (so a file whose columns are named 1, 2, 3 is
     read by name). Commas, semicolons or tabs separate fields."""
     path = Path(path).expanduser()
@@ -161,19 +162,23 @@ def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
 
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}")
+TIME_COLUMN = re.compile(r"date|time|day|month|period", re.IGNORECASE)
 
 
 def newest_first(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> bool:
-    """Whether the file runs backwards in time, by its first column of ISO dates (2020-03-01, 2020-03, or with a
-    time): many price downloads list the newest day first, and a series must run forwards for its split into
-    training, validation and test to hold out the future. Dates out of order are refused; no date column, or
-    dates in another form, leave the file order as it is."""
+    """Whether the file runs backwards in time, by its first column named as a time (Date, Datetime,
+    Timestamp, Day, Month, ...) that holds ISO dates (2020-03-01, 2020-03, or with a time): many price downloads
+    list the newest day first, and a series must run forwards for its split into training, validation and
+    test to hold out the future. Dates out of order are refused; no such column, or dates in another form,
+    leave the file order as it is."""
     for i, name in enumerate(header):
         cells = [row[i].strip() if i < len(row) else "" for _, row in rows]
-        if not all(ISO_DATE.match(c) for c in cells):
+        if not TIME_COLUMN.search(name) or not all(ISO_DATE.match(c) for c in cells):
             continue
         try:
-            times = np.array([c.replace(" ", "T", 1) for c in cells], dtype="datetime64[s]").astype(np.int64)
+            with warnings.catch_warnings():   # numpy warns of a time zone (2024-01-03T10:00Z) and reads it
+                warnings.simplefilter("ignore")
+                times = np.array([c.replace(" ", "T", 1) for c in cells], dtype="datetime64[s]").astype(np.int64)
         except ValueError:
             continue
         steps = np.diff(times)
@@ -183,7 +188,8 @@ def newest_first(path: Path, header: list[str], rows: list[tuple[int, list[str]]
             note(f"note: {path} runs from the newest {name} ({cells[0]}) to the oldest ({cells[-1]}); it is read "
                  "in time order, oldest first")
             return True
-        k = int(np.argmax(steps < 0)) if steps[0] > 0 else int(np.argmax(steps > 0))
+        forwards = steps[steps != 0][0] > 0   # the file's direction, from its first change of date
+        k = int(np.argmax(steps < 0)) if forwards else int(np.argmax(steps > 0))
         raise InputFileError(f"{path}, line {rows[k + 1][0]}: {name} {cells[k + 1]} after {cells[k]} breaks the "
                              f"file's time order; sort the lines by {name} (a series is read in time order)")
     return False

@@ -199,14 +199,14 @@ class SpokenDigitClassifier(Family):
 @torch.no_grad()
 def recording_probabilities(model: torch.nn.Module, inputs: SpeechInputs, path, device: torch.device) -> torch.Tensor:
     """The class probabilities of one WAV file: its MFCC frames, scaled by the training statistics. A file more
-    than twice as long as the longest training recording gets a note: it is still read as one word."""
+    than twice as long as the longest training recording gets a note: it is still read as one recording."""
     mean, std = np.array(inputs.mean, dtype=np.float32), np.array(inputs.std, dtype=np.float32)
     frames = wav_mfcc(path, inputs.mfcc)
     if inputs.longest_frames and len(frames) > 2 * inputs.longest_frames:
         seconds = inputs.mfcc.hop / inputs.mfcc.sample_rate
-        note(f"note: {path} lasts {len(frames) * seconds:.1f} "
-             f"s, more than twice the longest training recording ({inputs.longest_frames * seconds:.1f} s); it is "
-             "classified as one recording of one class: cut it into one file a word for one answer each")
+        note(f"note: {path} lasts {len(frames) * seconds:.1f} s, more than twice the longest training recording "
+             f"({inputs.longest_frames * seconds:.1f} s); it is classified as one recording of one class: to "
+             "classify several words or sounds, give each its own file")
     x, lengths = padded_frames([frames], mean, std)
     return model(x.to(device), lengths.to(device)).float().softmax(-1)[0].cpu()
 
