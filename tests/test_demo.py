@@ -1,6 +1,6 @@
 """`pillars demo`: the page served on a free port for tiny real runs, used in headless Chromium (a Fashion-MNIST
 test image classified, a prompt continued, a text file refused as an image, no request leaving 127.0.0.1)
-and through gradio_client (each endpoint, the text streamed)."""
+and through gradio_client (each endpoint, the text streamed, a sentence translated as the Python API does)."""
 import json
 import os
 import socket
@@ -25,6 +25,9 @@ TRAINED = {   # tiny runs of each kind that has a tab here, on their real data; 
                     "eval_batch_size": 500},
     "sotu-char-lstm": {**LM, "embed": 16, "hidden": 16, "layers": 1},
     "adding-problem": {"max_steps": 2, "eval_batches": 1, "hidden": 8, "test_sequences": 100},
+    "bible-translate": {"model": "lstm", "width": 32, "encoder_layers": 1, "decoder_layers": 1, "vocab_size": 100,
+                        "max_tokens": 16, "batch_size": 16, "max_steps": 4, "eval_batches": 1,
+                        "eval_batch_size": 64, "precision": "32"},   # on digit words (data= set in `served`)
 }
 PROMPT = "The Congress"
 
@@ -40,8 +43,10 @@ def served(tmp_path_factory):
     """The demo of the tiny runs, served by `pillars demo` in its own process: (address, folder of the runs)."""
     import pillars
     base = tmp_path_factory.mktemp("demo")
+    from tests.test_translation import digits_tsv
+    pairs = digits_tsv(base / "pairs.tsv", 400)
     for task, keys in TRAINED.items():
-        pillars.fit(task, out=base / task, **keys)
+        pillars.fit(task, out=base / task, **keys, **({"data": str(pairs)} if task == "bible-translate" else {}))
     port = free_port()
     log = open(base / "server.log", "w")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -111,7 +116,7 @@ def test_every_endpoint_answers_through_gradio_client(served, test_image, tmp_pa
     image, expected = test_image
     client = Client(address, verbose=False)
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/classify", "/classify_drawing", "/generate"}
+        "/classify", "/classify_drawing", "/generate", "/translate"}
     label, cam = client.predict(handle_file(str(image)), api_name="/classify")
     assert label["label"] == expected and len(label["confidences"]) == 5
     assert Image.open(cam).size == (224, 224)
@@ -140,6 +145,9 @@ def test_every_endpoint_answers_through_gradio_client(served, test_image, tmp_pa
     assert [len(s) for s in steps] == [len(PROMPT) + n for n in (16, 32, 40)]
     assert all(later.startswith(earlier) for earlier, later in zip(steps, steps[1:]))
     assert final == pillars.load(base / "sotu-char-lstm").generate(PROMPT, 40, 0.8, seed=0)   # one call's draws
+    sentence = "uno dos tres"
+    translated = client.predict(sentence, 2, api_name="/translate")
+    assert isinstance(translated, str) and translated == pillars.load(base / "bible-translate").translate(sentence, 2)
 
 
 @needs_chromium
