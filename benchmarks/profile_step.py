@@ -29,9 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from benchmarks.common import matmul_rate  # noqa: E402
-from benchmarks.race import (CONFIGS, OURS_FASHION, OURS_SOTU, job_step_flops, precision_name,  # noqa: E402
-                             sotu_text_file)
+from benchmarks.race import (CONFIGS, OURS_FASHION, OURS_SOTU, cpu_peaks, job_step_flops,  # noqa: E402
+                             precision_name, sotu_text_file)
 from pillars import train  # noqa: E402
 from pillars.config import write_text_atomic  # noqa: E402
 from pillars.devices import machine_name  # noqa: E402
@@ -138,8 +137,7 @@ def main() -> None:
                    help="also time the fast configuration with channels_last off, torch.compile, and fused AdamW")
     args = p.parse_args()
     say(f"machine: {machine_name()}, torch {torch.__version__}")
-    peaks = {"32": matmul_rate(torch.device("cpu"), torch.float32, 1024),
-             "bf16": matmul_rate(torch.device("cpu"), torch.bfloat16, 1024)}
+    peaks = cpu_peaks()
     say(f"attainable peaks (a 1024^3 torch.mm): fp32 {peaks['32'] / 1e9:.0f} GFLOP/s, bf16 "
           f"{peaks['bf16'] / 1e9:.0f} GFLOP/s; precision auto is {precision_name()} here")
     if args.only in (None, "fashion"):

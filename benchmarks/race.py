@@ -342,6 +342,16 @@ def efficiency_line(name: str, flops: float, per_step: float, peak: float, preci
 RESULTS = Path(__file__).resolve().parent / "race.json"
 
 
+def cpu_peaks() -> dict:
+    """The measured rate of a large (1024^3) torch.mm on this CPU, in FLOP/s: {"32": fp32, "bf16": bf16}."""
+    return {"32": matmul_rate(torch.device("cpu"), torch.float32, 1024),
+            "bf16": matmul_rate(torch.device("cpu"), torch.bfloat16, 1024)}
+
+
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def machine_line(peaks: dict) -> str:
     """The CPU (vendor, its matrix units: AMX, AVX-512 BF16 or AVX2 alone) and the measured matmul peaks."""
     return (f"{machine_name()}, torch {torch.__version__}; torch.mm peaks fp32 {peaks['32'] / 1e9:.0f}, "
@@ -351,7 +361,7 @@ def machine_line(peaks: dict) -> str:
 def record(name: str, rows: list[dict], peaks: dict, test: dict | None = None) -> None:
     """Keep the race's rows in benchmarks/race.json (one entry per race, the latest run's), for the README."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = load_average()
     results[name] = {"rows": rows, "machine": f"{machine_name()}, torch {torch.__version__}",
                      "peaks_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
                      **({"test_accuracy": test} if test else {}),
@@ -479,16 +489,14 @@ def main() -> None:
                    help="stop the Fashion-MNIST reference after this much training time (default 330)")
     p.add_argument("--ref-iters", type=int, default=2000, help="nanoGPT iterations (default 2000, as documented)")
     args = p.parse_args()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    peaks = {"32": matmul_rate(torch.device("cpu"), torch.float32, 1024),
-             "bf16": matmul_rate(torch.device("cpu"), torch.bfloat16, 1024)}
+    load = load_average()
+    peaks = cpu_peaks()
     print(f"{machine_line(peaks)} (peaks: the best of repeated 1024^3 torch.mm); load average before: {load:.2f}")
     if args.only in (None, "fashion"):
         race_fashion(args, peaks)
     if args.only in (None, "sotu"):
         race_sotu(args, peaks)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nload average after: {load:.2f}")
+    print(f"\nload average after: {load_average():.2f}")
 
 
 if __name__ == "__main__":
