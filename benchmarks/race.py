@@ -408,7 +408,7 @@ def race_fashion(args, peaks) -> None:
     rows = []
     for th in FASHION_THRESHOLDS:
         missed = "none of ours (without --long)" if th == 0.94 and not args.long else "none of ours"
-        times = [(first_time(points, lambda v: v >= th), name) for name, _, points, _, _ in trained]
+        times = [(first_time(run.points, lambda v: v >= th), run.name) for run in trained]
         a, by = min(((t, n) for t, n in times if t is not None), default=(None, None))
         b = first_time(ref_points, lambda v: v >= th)
         ratio = f"{b / a:5.2f}x" if a and b else "  -   "
@@ -419,9 +419,9 @@ def race_fashion(args, peaks) -> None:
                      "published_s": pub, "ours": f"{by or missed}, {shown(precision_name())}",
                      "reference": "pytorch/examples mnist", "ours_efficiency": efficiency.get(by),
                      "reference_efficiency": ref_efficiency})
-    for name, _, points, summary, _ in trained:
-        print(f"  ours {name}: best validation {max(v for _, v in points):.2%}, test "
-              f"{summary['final']['accuracy']:.2%} after {points[-1][0]:.0f} s of training")
+    for run in trained:
+        print(f"  ours {run.name}: best validation {max(v for _, v in run.points):.2%}, test "
+              f"{run.summary['final']['accuracy']:.2%} after {run.points[-1][0]:.0f} s of training")
     print(f"  reference: best validation {max(v for _, v in ref_points):.2%} within {ref_points[-1][0]:.0f} s, "
           f"test {ref_test:.2%}")
     record("fashion", rows, peaks, {run.name: run.summary["final"]["accuracy"] for run in trained}

@@ -35,13 +35,14 @@ def image_grid(images, nrow: int = 8, pad: int = 2):
 
 
 def save_png(img, path: Path) -> None:
-    """A Pillow image written as a PNG atomically (a temporary file, then renamed), its folder made."""
-    import os
+    """A Pillow image written as a PNG atomically (encoded in memory, then `write_bytes_atomic`), its folder made."""
+    import io
+    from pillars.config import write_bytes_atomic
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    png = io.BytesIO()
+    img.save(png, format="PNG")
+    write_bytes_atomic(path, png.getvalue())
 
 
 def save_image_grid(grid, path: Path, scale: int = 2) -> None:
