@@ -90,6 +90,7 @@ OURS_FASHION = (("fashion-cnn", "fashion-cnn-91.toml"), ("fashion-cnn", "fashion
                 ("fashion-cnn", "fashion-cnn-93.toml"))
 # with --long, also the configurations that take longer than the reference's time on a CPU: the 94% row
 OURS_FASHION_LONG = (("fashion-resnet", "fashion-resnet-94.toml"),)
+LONG_THRESHOLDS = (0.94,)   # the rows that only OURS_FASHION_LONG is meant to reach
 OURS_SOTU = "text-file-lstm-race.toml"
 
 
@@ -407,7 +408,7 @@ def race_fashion(args, peaks) -> None:
     print(f"  {'threshold':>9}  {'ours':>11}  {'reference':>11}  {'ratio':>6}  {'published ref.':>14}  ours by")
     rows = []
     for th in FASHION_THRESHOLDS:
-        missed = "none of ours (without --long)" if th == 0.94 and not args.long else "none of ours"
+        missed = "none of ours (without --long)" if th in LONG_THRESHOLDS and not args.long else "none of ours"
         times = [(first_time(run.points, lambda v: v >= th), run.name) for run in trained]
         a, by = min(((t, n) for t, n in times if t is not None), default=(None, None))
         b = first_time(ref_points, lambda v: v >= th)

@@ -1,13 +1,14 @@
 """Run configuration: typed flat keys, `--set key=value` overrides, and config.toml files."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import tomli_w
 
@@ -161,11 +162,25 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path, content: bytes) -> None:
-    """Write a file through a temporary file (`.NAME.tmpPID`) and a rename, as write_text_atomic does."""
+    """Write a file through a temporary file and a rename (`atomic_path`), as write_text_atomic does."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` (`.NAME.tmpPID`) for a writer that wants a file name (copyfile,
+    safetensors, ONNX): renamed onto `path` when the block ends, removed when it fails, so a reader sees the
+    previous file or the whole new one, and a failed write leaves no temporary file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_toml(path: Path, data: dict) -> None:

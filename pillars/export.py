@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from pillars.config import ConfigError
+from pillars.config import ConfigError, atomic_path
 
 
 @dataclass
@@ -86,20 +84,15 @@ def export(graph: Graph, path: Path) -> None:
     module = graph.module.eval()
     names = list(graph.inputs)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with quiet_exporter(), torch.no_grad():
-            program = torch.onnx.export(module, tuple(graph.inputs.values()), input_names=names,
-                                        output_names=graph.outputs, dynamic_shapes=dims(graph),
-                                        external_data=False, verbose=False)
-        model = program.model_proto
-        named_output_axes(model, graph)
-        onnx.checker.check_model(model)
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(module, tuple(graph.inputs.values()), input_names=names,
+                                    output_names=graph.outputs, dynamic_shapes=dims(graph),
+                                    external_data=False, verbose=False)
+    model = program.model_proto
+    named_output_axes(model, graph)
+    onnx.checker.check_model(model)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def named_output_axes(model, graph: Graph) -> None:

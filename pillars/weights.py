@@ -3,7 +3,6 @@ checked before they are loaded: a damaged file, or one of another shape, names i
 weights of the run are."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import safetensors
@@ -11,7 +10,7 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
-from pillars.config import ConfigError
+from pillars.config import ConfigError, atomic_path
 from pillars.data.registry import InputFileError
 
 
@@ -32,9 +31,8 @@ def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
     """Named tensors to a safetensors file, written atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from pillars.config import note, write_text_atomic
+from pillars.config import atomic_path, note, write_text_atomic
 
 
 class DataError(RuntimeError):
@@ -115,9 +115,8 @@ def sha256_of(path: Path) -> str:
 
 def atomic_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 # ----------------------------------------------------------------------------- files and sources

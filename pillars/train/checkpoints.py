@@ -51,8 +51,8 @@ class DamagedCheckpoint(Exception):
 @contextlib.contextmanager
 def written(path: Path):
     """Turn a failed write of `path` into a WriteError naming it and the operating system's reason, and remove
-    the temporary file that an atomic write leaves (`.NAME.tmpPID`, as write_text_atomic and save_tensors
-    name theirs): a run folder keeps no debris that `--out` would take for a user's file."""
+    the temporary file that an atomic write leaves (`.NAME.tmpPID`, as config.atomic_path
+    names it) where its writer did not: a run folder keeps no debris that `--out` would take for a user's file."""
     try:
         yield
     except WriteError:
