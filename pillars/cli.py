@@ -576,7 +576,8 @@ def add_evaluate(sub) -> None:
 
 
 def add_predict(sub) -> None:
-    pr = sub.add_parser("predict", help="classify image files or WAV recordings, or find the objects in images, with a trained run")
+    pr = sub.add_parser("predict", help="classify image files or WAV recordings, or find the objects in images, "
+                                        "with a trained run")
     pr.add_argument("run_dir")
     pr.add_argument("images", nargs="+", metavar="FILE")
     pr.add_argument("--top-k", dest="top_k", type=int, default=None,
@@ -637,10 +638,11 @@ def add_explain(sub) -> None:
 
 def add_tour(sub) -> None:
     to = sub.add_parser("tour", help="train a CNN, an LSTM, a Transformer and a GAN on real data and write a "
-                                     "report of what each learned (about 15 minutes on 2 CPU cores)")
-    to.add_argument("--budget", type=float, default=15.0, help="about the minutes of the tour on 2 CPU cores (default "
-                                                               "15): the networks' training scales with it; the "
-                                                               "experiments and baselines add ~3 minutes whatever it is")
+                                     "report of what each learned (15-25 minutes on 2 CPU cores)")
+    to.add_argument("--budget", type=float, default=15.0,
+                    help="about the minutes of the tour on 2 CPU cores with bf16 units (default 15; in fp32 the "
+                         "training takes about twice as long): the networks' training scales with it; the "
+                         "experiments and baselines add ~3 minutes whatever it is")
     to.add_argument("--full", action="store_true", help="the README's configurations, plus translation and the "
                                                         "transfer curve (hours on a CPU)")
     to.add_argument("--out", default="runs/tour", help="the tour's folder (default runs/tour); a second run "
