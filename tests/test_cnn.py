@@ -279,8 +279,9 @@ def test_the_validation_split_is_stratified_fixed_and_apart_from_training_and_te
 
 
 def test_the_image_family_explains_predicts_and_states_its_figures(tmp_path):
-    """`pillars explain` and `pillars predict` on an image run go through its family; the headline and the
-    chance level come from the run's summary and its number of classes."""
+    """`pillars explain` and `pillars predict` on an image run go through its family; the headline, the
+    baselines on the same test set (a logistic regression on the pixels, the majority class) and the chance
+    level come from the run's summary, or from its number of classes."""
     import json
     from pillars import tasks
     run = tmp_path / "run"
@@ -288,12 +289,19 @@ def test_the_image_family_explains_predicts_and_states_its_figures(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     family = tasks.get("digits-cnn").family
     assert family.headline(summary) == f"{100 * summary['final']['accuracy']:.2f}% accuracy"
-    assert family.chance(summary) == "10% (10 classes)" and family.baselines_text(summary) == ""
-    assert tasks.get("image-folder").family.chance(summary) == ""          # its classes depend on the folder
+    digits = data.load("digits")
+    shares = np.bincount(digits["test_y"]) / len(digits["test_y"])     # the training set's commonest class
+    majority = summary["baselines"]["majority_accuracy"]                 # scored on the test images
+    assert any(majority == pytest.approx(share) for share in shares)
+    assert 0.9 < summary["baselines"]["logistic_accuracy"] < 1        # 8x8 digits: a linear model does well
+    assert family.chance(summary) == f"majority class {majority:.2%}"
+    assert family.baselines_text(summary, "baselines").startswith("logistic regression on the pixels 9")
+    no_baselines = {**summary, "baselines": {}}
+    assert family.chance(no_baselines) == "10% (10 classes)"
+    assert tasks.get("image-folder").family.chance(no_baselines) == ""   # its classes depend on the folder
     out = pillars("explain", str(run)).stdout
     assert f"confusion.png (accuracy {summary['final']['accuracy']:.2%} on the test set)" in out   # the whole set
     assert "accuracy at shifts [0, 1, 2, 3, 4, 5, 6, 7, 8] px" in out and "\n  CNN  " in out
-    digits = data.load("digits")
     photo = tmp_path / "digit.png"
     Image.fromarray(digits["test_x"][0]).resize((64, 64)).save(photo)
     out = pillars("predict", str(run), str(photo), "--top-k", "3").stdout
@@ -316,3 +324,18 @@ def test_explain_writes_its_figures_and_the_cnn_shrugs_off_shifts(tmp_path, fash
     cnn_acc, mlp_acc = result["translation"]["CNN"], result["translation"]["MLP"]
     assert cnn_acc[0] > 0.75 and mlp_acc[0] > 0.7         # both learned the unshifted images
     assert cnn_acc[1] - mlp_acc[1] > 0.2                   # a 4-pixel shift hurts the MLP far more
+
+
+def test_the_pixel_baseline_is_skipped_for_large_images_and_scores_the_test_images():
+    """The logistic regression reads the training images and is scored on the test images; images of more
+    than PIXEL_BASELINE_FEATURES values get the majority class only (a fit over them would take minutes)."""
+    from pillars.tasks.images import PIXEL_BASELINE_FEATURES, image_baselines
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % 2
+    x = torch.randn(40, 1, 4, 4, generator=g) + 3 * y[:, None, None, None]   # separable by brightness
+    test_y = torch.tensor([1, 1, 1, 0])
+    test_x = torch.randn(4, 1, 4, 4, generator=g) + 3 * test_y[:, None, None, None]
+    assert image_baselines((x, y), (test_x, test_y)) == {"majority_accuracy": 0.25, "logistic_accuracy": 1.0}
+    side = int(PIXEL_BASELINE_FEATURES ** 0.5) + 1
+    big = image_baselines((torch.zeros(4, 1, side, side), y[:4]), (torch.zeros(4, 1, side, side), test_y))
+    assert big == {"majority_accuracy": 0.25}

@@ -164,7 +164,26 @@ def image_job(cfg: dict, model: nn.Module, train: tuple, valid: tuple, test: tup
         return metrics.classification_sums(logits, y)
 
     return Job(model=model, train=TensorBatches(train, cfg["batch_size"], cfg["seed"]), valid=valid, test=test,
-               loss=loss, eval_sums=eval_sums, summary=metrics.classification_summary, conv=conv, inputs=inputs)
+               loss=loss, eval_sums=eval_sums, summary=metrics.classification_summary, conv=conv, inputs=inputs,
+               baselines=lambda: image_baselines(train, test))
+
+
+PIXEL_BASELINE_FEATURES = 4096   # the logistic regression on the pixels up to 64x64 grey or 36x36 colour
+
+
+def image_baselines(train: tuple, test: tuple) -> dict[str, float]:
+    """The majority class and, for images of at most PIXEL_BASELINE_FEATURES values (larger ones would take
+    minutes), a logistic regression on the pixels: fitted on the run's own training images (never the
+    validation ones), scored on the same test images as the network, computed once per split and cached."""
+    from pillars.baselines import cached_baselines, pixel_logistic_regression
+    x, y, test_x, test_y = (t.cpu().numpy() for t in (*train, *test))
+    majority = int(np.bincount(y).argmax())
+    out = {"majority_accuracy": float(np.mean(test_y == majority))}
+    if x[0].size <= PIXEL_BASELINE_FEATURES:
+        out.update(cached_baselines("pixel-logreg", lambda: {"logistic_accuracy": float(np.mean(
+            pixel_logistic_regression(x.astype(np.float32), y, test_x.astype(np.float32)) == test_y))},
+            x, y, test_x, test_y))
+    return out
 
 
 # ----------------------------------------------------------------------------- the family
@@ -176,7 +195,8 @@ class ImageClassifier(Family):
     no inputs.json; `classes` (0: it depends on the data) gives the chance level."""
 
     what = "image classifier"
-    baseline_names = {"majority_accuracy": ("majority class", "{:.2%}")}
+    baseline_names = {"logistic_accuracy": ("logistic regression on the pixels", "{:.2%}"),
+                      "majority_accuracy": ("majority class", "{:.2%}")}
     chance_keys = frozenset({"majority_accuracy"})
     report_figures = ("curves.png", "filters.png", "feature_maps.png", "translation.png", "confusion.png",
                       "gradcam.png")
