@@ -328,7 +328,7 @@ def test_explain_writes_its_figures_and_the_cnn_shrugs_off_shifts(tmp_path, fash
 
 def test_the_pixel_baseline_is_skipped_for_large_images_and_scores_the_test_images():
     """The logistic regression reads the training images and is scored on the test images; images of more
-    than PIXEL_BASELINE_FEATURES values get the majority class only (a fit over them would take minutes)."""
+    than PIXEL_BASELINE_FEATURES values, or training images of one class, get the majority class only."""
     from pillars.tasks.images import PIXEL_BASELINE_FEATURES, image_baselines
     g = torch.Generator().manual_seed(0)
     y = torch.arange(40) % 2
@@ -339,3 +339,5 @@ def test_the_pixel_baseline_is_skipped_for_large_images_and_scores_the_test_imag
     side = int(PIXEL_BASELINE_FEATURES ** 0.5) + 1
     big = image_baselines((torch.zeros(4, 1, side, side), y[:4]), (torch.zeros(4, 1, side, side), test_y))
     assert big == {"majority_accuracy": 0.25}
+    one_class = image_baselines((x[y == 1], y[y == 1]), (test_x, test_y))   # e.g. a folder cut by train_samples
+    assert one_class == {"majority_accuracy": 0.75}

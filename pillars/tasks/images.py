@@ -173,16 +173,18 @@ PIXEL_BASELINE_FEATURES = 4096   # the logistic regression on the pixels up to 6
 
 def image_baselines(train: tuple, test: tuple) -> dict[str, float]:
     """The majority class and, for images of at most PIXEL_BASELINE_FEATURES values (larger ones would take
-    minutes), a logistic regression on the pixels: fitted on the run's own training images (never the
-    validation ones), scored on the same test images as the network, computed once per split and cached."""
+    minutes) of at least two classes, a logistic regression on the pixels: fitted on the run's own training
+    images (never the validation ones), scored on the same test images as the network, computed once per split
+    and cached."""
     from pillars.baselines import cached_baselines, pixel_logistic_regression
     x, y, test_x, test_y = (t.cpu().numpy() for t in (*train, *test))
     majority = int(np.bincount(y).argmax())
     out = {"majority_accuracy": float(np.mean(test_y == majority))}
-    if x[0].size <= PIXEL_BASELINE_FEATURES:
+    if x[0].size <= PIXEL_BASELINE_FEATURES and len(np.unique(y)) > 1:   # one class: nothing to fit
+        iterations = 200   # part of the cache's key, with the images
         out.update(cached_baselines("pixel-logreg", lambda: {"logistic_accuracy": float(np.mean(
-            pixel_logistic_regression(x.astype(np.float32), y, test_x.astype(np.float32)) == test_y))},
-            x, y, test_x, test_y))
+            pixel_logistic_regression(x.astype(np.float32), y, test_x.astype(np.float32), iterations) == test_y))},
+            x, y, test_x, test_y, iterations))
     return out
 
 
