@@ -176,10 +176,9 @@ def image_baselines(train: tuple, test: tuple) -> dict[str, float]:
     minutes) of at least two classes, a logistic regression on the pixels: fitted on the run's own training
     images (never the validation ones), scored on the same test images as the network, computed once per split
     and cached."""
-    from pillars.baselines import cached_baselines, pixel_logistic_regression
+    from pillars.baselines import cached_baselines, majority_accuracy, pixel_logistic_regression
     x, y, test_x, test_y = (t.cpu().numpy() for t in (*train, *test))
-    majority = int(np.bincount(y).argmax())
-    out = {"majority_accuracy": float(np.mean(test_y == majority))}
+    out = {"majority_accuracy": majority_accuracy(y, test_y)}
     if x[0].size <= PIXEL_BASELINE_FEATURES and len(np.unique(y)) > 1:   # one class: nothing to fit
         iterations = 200   # part of the cache's key, with the images
         out.update(cached_baselines("pixel-logreg", lambda: {"logistic_accuracy": float(np.mean(

@@ -344,10 +344,10 @@ def build_sentiment_transfer(cfg: dict, device: torch.device, needs: dict) -> Jo
     test_texts, test_y = text.movie_reviews("test")
 
     def baselines():
-        from pillars.baselines import tfidf_logistic_regression
+        from pillars.baselines import majority_accuracy, tfidf_logistic_regression
         out = {"tfidf_logreg_accuracy": float(np.mean(tfidf_logistic_regression(full_train, full_y, test_texts)
                                                       == test_y)),
-               "majority_accuracy": float(np.mean(test_y == int(np.bincount(full_y).argmax())))}
+               "majority_accuracy": majority_accuracy(full_y, test_y)}
         if cfg["labelled"]:   # the same baseline with the same few labels
             out["tfidf_logreg_same_labels_accuracy"] = float(np.mean(
                 tfidf_logistic_regression(train_texts, train_y, test_texts) == test_y))

@@ -391,7 +391,7 @@ def padded_sums(model, batch) -> dict:
 
 
 def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classifier) -> Job:
-    from pillars.baselines import tfidf_logistic_regression, vader_predictions
+    from pillars.baselines import majority_accuracy, majority_class, tfidf_logistic_regression, vader_predictions
     from pillars.data import text
     from pillars.data.tokenizers import PAD, UNK, WordTokenizer
     train_texts, train_y = text.movie_reviews("train")
@@ -401,11 +401,11 @@ def build_sentiment(cfg: dict, device: torch.device, make_model=recurrent_classi
     test_texts, test_y = text.movie_reviews("test")
 
     def baselines():
-        majority = int(np.bincount(train_y).argmax())
+        majority = majority_class(train_y)
         return {"tfidf_logreg_accuracy": float(np.mean(tfidf_logistic_regression(train_texts, train_y, test_texts)
                                                        == test_y)),
                 "vader_accuracy": float(np.mean(vader_predictions(test_texts, majority) == test_y)),
-                "majority_accuracy": float(np.mean(test_y == majority))}
+                "majority_accuracy": majority_accuracy(train_y, test_y)}
 
     def on_device(texts: list[str], labels: np.ndarray) -> tuple[torch.Tensor, ...]:
         return tuple(t.to(device) for t in (*padded(tok, texts, cfg["max_words"]), torch.from_numpy(labels)))
