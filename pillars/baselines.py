@@ -8,6 +8,8 @@
 - `local_maxima_crowns`: tree crowns as local maxima of a smoothed greenness index, each given a box of the
   typical crown's size: the classic way of finding tree tops before learned detectors (Wulder et al. 2000).
 - `majority_class`, `majority_accuracy`: the classifier that always answers the commonest training class.
+- `translation_memory`: the translation of the most similar training sentence, a translation memory's best
+  fuzzy match (what computer-aided translation tools offer a translator), for machine translation.
 - `cached_baselines`: any of them computed once per set of inputs and kept under $PILLARS_HOME/baselines.
 """
 from __future__ import annotations
@@ -147,6 +149,25 @@ def pixel_logistic_regression(train_x: np.ndarray, train_y: np.ndarray, test_x: 
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = LogisticRegression(max_iter=iterations).fit(train_x.reshape(len(train_x), -1), train_y)
     return clf.predict(test_x.reshape(len(test_x), -1))
+
+
+def translation_memory(train_sources: list[str], train_targets: list[str], sources: list[str],
+                       chunk: int = 512) -> list[str]:
+    """For each source sentence, the target of the training pair whose source is the most similar: cosine
+    similarity of TF-IDF vectors of word unigrams and bigrams (sublinear term frequencies, one-letter words
+    kept), scikit-learn's. A source that shares no word with any training source gets "" (the memory has no
+    match). On the Bibles' validation books, word trigrams, raw term frequencies or character 2-4-grams
+    scored within 0.3 BLEU of this (7.5 French, 7.7 Spanish)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+    memory = vectorizer.fit_transform(train_sources).T.tocsr()
+    out = []
+    for i in range(0, len(sources), chunk):   # (chunk, training pairs) similarities at a time
+        similarity = (vectorizer.transform(sources[i:i + chunk]) @ memory).tocsr()
+        best = np.asarray(similarity.argmax(1)).ravel()
+        found = similarity.max(1).toarray().ravel() > 0
+        out += [train_targets[b] if f else "" for b, f in zip(best, found)]
+    return out
 
 
 def vader_predictions(texts: list[str], default: int) -> np.ndarray:

@@ -78,13 +78,18 @@ def translation_sums(hypotheses: list[list[int]], index: torch.Tensor, size: int
 def translation_summary(sums: dict, references: list[str], decode) -> dict[str, float]:
     """sacreBLEU's corpus BLEU and chrF of every sentence decoded (`translation_sums` over the set; one decoded
     twice, as a process's padding, added its ids twice), against its reference; `decode`: ids -> text."""
-    from sacrebleu.metrics import BLEU, CHRF
     count = np.asarray(sums["hyp_count"])
     seen = np.flatnonzero(count > 0)
     table = np.rint(np.asarray(sums["hyp_ids"])[seen] / count[seen, None]).astype(np.int64)
-    hypotheses, refs = [decode(row[row > 0] - 1) for row in table], [[references[i] for i in seen]]
-    return {"bleu": float(BLEU().corpus_score(hypotheses, refs).score),
-            "chrf": float(CHRF().corpus_score(hypotheses, refs).score)}
+    return corpus_bleu_chrf([decode(row[row > 0] - 1) for row in table], [references[i] for i in seen])
+
+
+def corpus_bleu_chrf(hypotheses: list[str], references: list[str]) -> dict[str, float]:
+    """sacreBLEU's corpus BLEU and chrF (its defaults: 13a tokenisation, chrF with character 6-grams) of
+    hypotheses against one reference each."""
+    from sacrebleu.metrics import BLEU, CHRF
+    return {"bleu": float(BLEU().corpus_score(hypotheses, [references]).score),
+            "chrf": float(CHRF().corpus_score(hypotheses, [references]).score)}
 
 
 # ----------------------------------------------------------------------------- generative models

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pillars import explain, metrics, runs, train
+from pillars.baselines import translation_memory
 from pillars.data import sqlite_bible, sword, text
 from pillars.data.batches import TensorBatches, TokenBatches
 from pillars.data.registry import load
@@ -54,11 +55,22 @@ def test_translation_sums_gather_the_hypotheses_for_sacrebleus_corpus_scores():
     assert part["chrf"] == sacrebleu.corpus_chrf([hyps[1], hyps[3]], [[refs[1], refs[3]]]).score
 
 
+def test_translation_memory_answers_the_nearest_training_sources_translation():
+    train_src = ["le chat noir dort", "le chien mange", "il pleut"]
+    train_tgt = ["the black cat sleeps", "the dog eats", "it rains"]
+    out = translation_memory(train_src, train_tgt, ["le chat dort", "il pleut fort", "xyz"], chunk=2)
+    assert out == ["the black cat sleeps", "it rains", ""]   # "xyz" shares no word: no match, no translation
+    assert metrics.corpus_bleu_chrf(out[:2], ["the black cat sleeps", "it rains"])["bleu"] == pytest.approx(100)
+
+
 def test_translation_headline_names_the_decoding():
     family = TranslationFamily()
     assert family.headline({"final": {"bleu": 21.04, "chrf": 45.66, "beam": 4}}) == "BLEU 21.0, chrF 45.7 (beam)"
     assert family.headline({"final": {"bleu": 19.96, "chrf": 44.0, "beam": 1}}) == "BLEU 20.0, chrF 44.0 (greedy)"
     assert family.baselines_text({"final": {}}) == "" and family.chance({"final": {}}) == ""
+    summary = {"baselines": {"memory_bleu": 7.54, "memory_chrf": 24.51, "copy_bleu": 0.07, "copy_chrf": 17.66}}
+    assert family.baselines_text(summary) == "translation memory BLEU 7.5; chrF 24.5; source copied BLEU 0.1; chrF 17.7"
+    assert family.chance(summary) == "source copied BLEU 0.1; chrF 17.7"
 
 
 def test_a_users_tsv_is_split_three_ways_with_a_fixed_seed(tmp_path):
@@ -237,8 +249,10 @@ def test_the_lstm_learns_a_small_tsv_translates_explains_and_writes_its_translat
     pillars("train", "bible-fr-en-translate", "--max-steps", "500", "--out", str(run), "--no-progress",
             *sets(f"data={tsv}", "model=lstm", "width=64", "encoder_layers=1", "decoder_layers=1", "vocab_size=300",
                   "max_tokens=24", "eval_every=500", "precision=32", "lr=3e-3", "warmup_steps=30", "dropout=0"))
-    final = json.loads((run / "summary.json").read_text())["final"]
+    summary = json.loads((run / "summary.json").read_text())
+    final, baseline = summary["final"], summary["baselines"]
     assert final["bleu"] > 90 and final["chrf"] > 90, final
+    assert baseline["copy_bleu"] < 5 and 10 < baseline["memory_bleu"] < final["bleu"] - 20, baseline
     test_pairs = sentence_pairs({"data": str(tsv), "valid_fraction": 0.05})[2]
     lines = [line.split("\t") for line in (run / "translations-test.tsv").read_text().splitlines()]
     assert [(s, r) for s, r, _ in lines] == test_pairs                  # source, reference, hypothesis, in test order

@@ -6,7 +6,9 @@ Two tasks, one per Bible pair, share this recipe: `bible-translate` (Spanish, bi
 dataset in the task table (`pillars list`, the data it fetches) and each trained run naming its language pair.
 `--set model=lstm|transformer` picks the network; `--set data=pairs.tsv` replaces the Bible by the user's pairs.
 Every evaluation of the test set writes the run's translations-test.tsv: source, reference and hypothesis,
-one pair a line in test order, so anyone can score it again with the sacrebleu command line."""
+one pair a line in test order, so anyone can score it again with the sacrebleu command line. The baselines on
+the same test pairs: a translation memory (the translation of the most similar training sentence) and the
+source copied unchanged."""
 from __future__ import annotations
 
 import functools
@@ -146,6 +148,20 @@ def translations_tsv(pairs: text.Pairs, hypotheses: list[str]) -> str:
     return "".join(f"{s}\t{r}\t{h}\n" for (s, r), h in zip(pairs, hypotheses))
 
 
+def translation_baselines(train_pairs: text.Pairs, test_pairs: text.Pairs) -> dict[str, float]:
+    """BLEU and chrF on the same test pairs of a translation memory (the English of the most similar training
+    source) and of the source copied unchanged (what no learning scores: names and cognates), computed once
+    per split and cached."""
+    from pillars.baselines import cached_baselines, translation_memory
+
+    def compute() -> dict[str, float]:
+        sources, references = [s for s, _ in test_pairs], [t for _, t in test_pairs]
+        memory = translation_memory([s for s, _ in train_pairs], [t for _, t in train_pairs], sources)
+        return {f"{name}_{key}": value for name, hypotheses in (("memory", memory), ("copy", sources))
+                for key, value in metrics.corpus_bleu_chrf(hypotheses, references).items()}
+    return cached_baselines("translation", compute, train_pairs, test_pairs, "tfidf-1-2")
+
+
 def build_translation(cfg: dict, device: torch.device, dataset: str = "bible-es-en") -> TranslationJob:
     train_pairs, valid_pairs, test_pairs = sentence_pairs(cfg, dataset)
     tok = BPETokenizer.train([s for pair in train_pairs for s in pair], cfg["vocab_size"], specials=(PAD, BOS, EOS))
@@ -205,6 +221,7 @@ def build_translation(cfg: dict, device: torch.device, dataset: str = "bible-es-
     return TranslationJob(
         model=model, train=train, valid=held_out(valid_pairs, 0), test=held_out(test_pairs, len(valid_pairs)),
         loss=loss, eval_sums=eval_sums, summary=summary, outputs=outputs, tokenizer=tok,
+        baselines=lambda: translation_baselines(train_pairs, test_pairs),
         tokens_per_sample=round(float((src_len + tgt_len).float().mean())), example_source=example, samples=samples)
 
 
@@ -221,6 +238,9 @@ class TranslationFamily(Family):
     """Sequence-to-sequence translation: BLEU and chrF, `pillars translate`, the decoder's cross-attention."""
 
     what = "translation model"
+    baseline_names = {"memory_bleu": ("translation memory BLEU", "{:.1f}"), "memory_chrf": ("chrF", "{:.1f}"),
+                      "copy_bleu": ("source copied BLEU", "{:.1f}"), "copy_chrf": ("chrF", "{:.1f}")}
+    chance_keys = frozenset({"copy_bleu", "copy_chrf"})
     report_figures = ("curves.png", "cross_attention.png")
     explains_a_source = True
 
