@@ -135,7 +135,7 @@ def test_image_folder_holds_validation_images_out_of_its_training_images(folder,
     """One folder: train, validation and test, each stratified, the test split as before; train/ and test/
     folders: the validation images come from train/ and the test images are test/ itself."""
     job = image_folder_job(folder)
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = job.train.tensors, job.valid, job.test
+    (train_x, _), (valid_x, valid_y), (test_x, test_y) = job.train.tensors, job.valid, job.test
     assert (len(train_x), len(valid_x), len(test_x)) == (87, 9, 24)
     assert np.bincount(valid_y.numpy()).tolist() == [3, 3, 3] and np.bincount(test_y.numpy()).tolist() == [8, 8, 8]
     arrays, _ = load_image_folder(folder, size=28)

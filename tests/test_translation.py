@@ -63,14 +63,28 @@ def test_translation_memory_answers_the_nearest_training_sources_translation():
     assert metrics.corpus_bleu_chrf(out[:2], ["the black cat sleeps", "it rains"])["bleu"] == pytest.approx(100)
 
 
+def test_translation_baselines_leave_the_memory_out_with_a_note_when_it_cannot_be_made(monkeypatch, capsys):
+    from pillars.tasks import translation
+    monkeypatch.setattr("pillars.baselines.cached_baselines", lambda name, compute, *inputs: compute())   # no cache
+    test = [("uno dos", "one two")]
+    wordless = translation.translation_baselines([("!!", "one"), ("?", "two")], test)   # no word to index
+    assert set(wordless) == {"copy_bleu", "copy_chrf"} and "empty vocabulary" in capsys.readouterr().err
+    monkeypatch.setattr(translation, "MEMORY_PAIRS", 1)
+    big = translation.translation_baselines([("uno", "one"), ("dos", "two")], test)
+    assert set(big) == {"copy_bleu", "copy_chrf"} and "2 training pairs, more than the 1" in capsys.readouterr().err
+    assert set(translation.translation_baselines([("uno", "one")], test)) == {
+        "copy_bleu", "copy_chrf", "memory_bleu", "memory_chrf"}
+
+
 def test_translation_headline_names_the_decoding():
     family = TranslationFamily()
     assert family.headline({"final": {"bleu": 21.04, "chrf": 45.66, "beam": 4}}) == "BLEU 21.0, chrF 45.7 (beam)"
     assert family.headline({"final": {"bleu": 19.96, "chrf": 44.0, "beam": 1}}) == "BLEU 20.0, chrF 44.0 (greedy)"
     assert family.baselines_text({"final": {}}) == "" and family.chance({"final": {}}) == ""
     summary = {"baselines": {"memory_bleu": 7.54, "memory_chrf": 24.51, "copy_bleu": 0.07, "copy_chrf": 17.66}}
-    assert family.baselines_text(summary) == "translation memory BLEU 7.5; chrF 24.5; source copied BLEU 0.1; chrF 17.7"
-    assert family.chance(summary) == "source copied BLEU 0.1; chrF 17.7"
+    assert family.baselines_text(summary) == ("translation memory BLEU 7.5; translation memory chrF 24.5; source "
+                                              "copied unchanged BLEU 0.1; source copied unchanged chrF 17.7")
+    assert family.chance(summary) == "source copied unchanged BLEU 0.1; source copied unchanged chrF 17.7"
 
 
 def test_a_users_tsv_is_split_three_ways_with_a_fixed_seed(tmp_path):

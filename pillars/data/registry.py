@@ -527,9 +527,8 @@ def load(name: str, log: Callable[[str], None] = lambda s: None) -> dict[str, np
             shutil.rmtree(ds.array_dir, ignore_errors=True)
             ds.array_dir.mkdir(parents=True, exist_ok=True)
             for key, arr in arrays.items():
-                tmp = ds.array_dir / f".{key}.tmp.npy"
-                np.save(tmp, arr)
-                os.replace(tmp, ds.array_dir / f"{key}.npy")
+                with atomic_path(ds.array_dir / f"{key}.npy") as tmp, open(tmp, "wb") as f:
+                    np.save(f, arr)
             write_text_atomic(stamp_path, json.dumps(stamp))
         except BaseException:   # no half-written arrays left to fill a disk
             shutil.rmtree(ds.array_dir, ignore_errors=True)
