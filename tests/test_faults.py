@@ -190,7 +190,9 @@ def test_a_cache_that_cannot_be_written_costs_the_run_one_note(tmp_path, referen
     home = tmp_path / "home"
     shutil.copytree(data.get("digits").raw_dir, home / "raw" / "digits")   # fetched, not yet parsed
     monkeypatch.setenv("PILLARS_HOME", str(home))
-    monkeypatch.setattr(registry.np, "save", failing(registry.np.save, errno.EROFS))
+    def read_only(file, arr):   # np.save into the open temporary file of each parsed array
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), getattr(file, "name", str(file)))
+    monkeypatch.setattr(registry.np, "save", read_only)
     r = pillars("train", "digits-cnn", "--out", str(tmp_path / "run"), *RUN)
     assert r.stderr.count(f"note: the data cache {home} cannot be written (Read-only file system)") == 1
     assert not (home / "arrays" / "digits").exists()   # nothing half written
