@@ -1,4 +1,4 @@
-# make tour   set everything up and run the main job: `pillars tour` (15-25 minutes on 2 CPU cores)
+# make tour   set everything up and run the main job: `pillars tour` (15-30 minutes on 2 CPU cores)
 # make test   set everything up, fetch the data, run the tests
 # Both are idempotent: a second run reuses .venv and the data cache ($PILLARS_HOME, default ~/.cache/pillars).
 

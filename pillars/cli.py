@@ -638,7 +638,7 @@ def add_explain(sub) -> None:
 
 def add_tour(sub) -> None:
     to = sub.add_parser("tour", help="train a CNN, an LSTM, a Transformer and a GAN on real data and write a "
-                                     "report of what each learned (15-25 minutes on 2 CPU cores)")
+                                     "report of what each learned (15-30 minutes on 2 CPU cores)")
     to.add_argument("--budget", type=float, default=15.0,
                     help="about the minutes of the tour on 2 CPU cores with bf16 units (default 15; in fp32 the "
                          "training takes about twice as long): the networks' training scales with it; the "

@@ -1,7 +1,7 @@
 """The tour: one command trains a network of each of the four families on real data, runs the experiments
 that show what each one learned, and writes a self-contained report.
 
-    pillars tour                  15-25 minutes on 2 CPU cores (--budget MINUTES to change it)
+    pillars tour                  15-30 minutes on 2 CPU cores (--budget MINUTES to change it)
     pillars tour --full           the README's configurations (hours on a CPU; a GPU is the place for it)
 
 Each stage is an ordinary run folder under the tour's folder (`runs/tour/cnn`, ...): a finished stage is
