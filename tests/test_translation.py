@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pillars import explain, metrics, runs, train
-from pillars.baselines import translation_memory
+from pillars.baselines import translation_memory, unspaced
 from pillars.data import sqlite_bible, sword, text
 from pillars.data.batches import TensorBatches, TokenBatches
 from pillars.data.registry import load
@@ -61,6 +61,12 @@ def test_translation_memory_answers_the_nearest_training_sources_translation():
     out = translation_memory(train_src, train_tgt, ["le chat dort", "il pleut fort", "xyz"], chunk=2)
     assert out == ["the black cat sleeps", "it rains", ""]   # "xyz" shares no word: no match, no translation
     assert metrics.corpus_bleu_chrf(out[:2], ["the black cat sleeps", "it rains"])["bleu"] == pytest.approx(100)
+    # Chinese and Thai have no spaces between words: whole clauses would never match, character n-grams do
+    chinese = ["我喜欢猫。", "今天下雨了。", "他在吃饭。"]
+    assert unspaced(chinese) and unspaced(["ฉันชอบแมว"]) and not unspaced(train_src + ["나는 고양이를 좋아해"])
+    out = translation_memory(chinese, ["I like cats.", "It is raining today.", "He is eating."],
+                             ["我喜欢狗。", "明天下雨吗？", "xyz"])
+    assert out == ["I like cats.", "It is raining today.", ""]
 
 
 def test_translation_baselines_leave_the_memory_out_with_a_note_when_it_cannot_be_made(monkeypatch, capsys):

@@ -175,7 +175,8 @@ def translation_baselines(train_pairs: text.Pairs, test_pairs: text.Pairs) -> di
                 note(f"the translation-memory baseline is left out: {e}")
         return {f"{name}_{key}": value for name, hypotheses in runs
                 for key, value in metrics.corpus_bleu_chrf(hypotheses, references).items()}
-    method = ("tfidf words 1-2 sublinear", MEMORY_PAIRS, sacrebleu.__version__)   # in the cache's key
+    # in the cache's key
+    method = ("tfidf words 1-2 sublinear, unspaced chars 1-3", MEMORY_PAIRS, sacrebleu.__version__)
     return cached_baselines("translation", compute, train_pairs, test_pairs, method)
 
 
