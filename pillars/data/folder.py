@@ -14,12 +14,19 @@ from pillars.data.vision import stratified_split
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "test")
+# names of split folders in other spellings (Kaggle's training_set/ and test_set/, Train/ and Test/): two of
+# them side by side are splits, not classes
+SPLIT_LIKE = {"train", "training", "trainset", "train_set", "training_set", "test", "testing", "testset",
+              "test_set", "val", "valid", "validation", "dev"}
 
 
-def open_image(path: Path):
+RESIZE = "resize it (it is resized to the model's input anyway)"
+
+
+def open_image(path: Path, too_large: str = RESIZE):
     """The image at `path` as an 8-bit RGB Pillow image, upright, transparency composited on white. Images
     over Pillow's pixel limit (`Image.MAX_IMAGE_PIXELS`, 89 million) are refused before they are decoded: a
-    small file can hold a huge image (a decompression bomb)."""
+    small file can hold a huge image (a decompression bomb); `too_large` is the fix the message offers."""
     from PIL import Image, ImageOps, UnidentifiedImageError
     path = Path(path)
     if path.is_dir():
@@ -36,8 +43,7 @@ def open_image(path: Path):
         pixels = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(pixels[1]):,} pixels, " if pixels else ""
         raise InputFileError(f"{path} is too large: {size}more than the limit of {Image.MAX_IMAGE_PIXELS:,} pixels "
-                             "that guards against decompression bombs; resize it (it is resized to the model's "
-                             "input anyway)") from None
+                             f"that guards against decompression bombs; {too_large}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         why = "the file is cut short: copy it again" if "truncated" in str(e) else f"{type(e).__name__}: {e}"
         raise InputFileError(f"{path} is not a readable image ({why}). Give a PNG or JPEG file") from None
@@ -195,6 +201,11 @@ def load_image_folder(root: str | Path, size: int, channels: int = 0,
         raise InputFileError(f"image folder {root} {what}; give a folder of class sub-folders, e.g. "
                              f"--set data=photos/ with photos/cat/*.jpg and photos/dog/*.jpg")
     split = any((root / part).is_dir() for part in SPLITS)
+    like = sorted(d.name for d in root.iterdir() if d.is_dir() and re.sub(r"[- ]", "_", d.name.lower()) in SPLIT_LIKE)
+    if not split and len(like) >= 2:   # with train/ or test/ there, any other folder is refused by _split_folders
+        raise InputFileError(f"{root}: {', '.join(like)} look like split folders (training, validation, test), "
+                             "not classes; name them train/ and test/ (lower case), each holding CLASS/ sub-folders "
+                             "(the validation images are held out of train/)")
     parts = _split_folders(root, test_fraction) if split else {"train": _class_folders(root)}
     classes = sorted(parts["train"])
     if len(classes) < 2:

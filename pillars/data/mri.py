@@ -53,15 +53,17 @@ def read_nifti(path: Path) -> np.ndarray:
                              "or .nii.gz file") from None
 
 
-def axial_slices(volume: np.ndarray) -> np.ndarray:
+def axial_slices(volume: np.ndarray, path: Path | str = "a volume") -> np.ndarray:
     """A RAS volume (X, Y, Z) as its axial slices (Z, Y, X), each with the front of the head on top and the
-    subject's left on the left; a 2-D array (X, Y) is one slice."""
+    subject's left on the left; a 2-D array (X, Y) is one slice. `path` names the file in the messages."""
     if volume.ndim == 2:
         volume = volume[..., None]
     if volume.ndim == 4 and volume.shape[3] == 1:
         volume = volume[..., 0]
     if volume.ndim != 3:
-        raise InputFileError(f"a volume must be 2-D or 3-D, not of shape {volume.shape}")
+        raise InputFileError(f"{path} holds an array of shape {'x'.join(map(str, volume.shape))}: give one 2-D or "
+                             "3-D volume a file (one time point or one channel of a 4-D series, e.g. fslroi or "
+                             "nibabel's slicer)")
     return np.ascontiguousarray(volume.transpose(2, 1, 0)[:, ::-1, :])
 
 
@@ -161,7 +163,8 @@ def read_case(image_path: Path, label_path: Path) -> Case:
     + `CASE_mask.png`)."""
     volume = not image_path.name.endswith(".png")
     if volume:
-        image, labels = axial_slices(read_nifti(image_path)), axial_slices(read_nifti(label_path))
+        image = axial_slices(read_nifti(image_path), image_path)
+        labels = axial_slices(read_nifti(label_path), label_path)
     else:
         image, labels = grey_png(image_path, "image")[None], grey_png(label_path, "mask")[None]
     if image.shape != labels.shape:

@@ -143,6 +143,10 @@ def load_csv_series(path: str | Path, column: str | int) -> np.ndarray:
         if cell is None:
             raise InputFileError(f"{path}, line {line_number}: {len(row)} fields, but column {header[index]!r} "
                                  f"is field {index + 1}; every line needs a value in every column")
+        if any(c.strip() for c in row[len(header):]):   # 1,234.50 with a comma delimiter: every field shifts
+            raise InputFileError(f"{path}, line {line_number}: {len(row)} fields where the first line names "
+                                 f"{len(header)}, so its values may sit under the wrong columns; quote a value "
+                                 "that holds the delimiter (\"1,234.50\"), or drop the thousands separators")
         try:
             value = float(cell)
         except ValueError:

@@ -341,13 +341,14 @@ class Detector(Family):
         if invert != "auto":
             raise ConfigError(f"--invert {invert} inverts a photo's grey levels for a classifier; {run_dir} is a "
                               f"{self.what}, which reads the colours as they are: leave --invert out")
+        from pillars.data.aerial import TILE
         from pillars.data.folder import open_image
         from pillars.plots import draw_boxes
         device = resolve_device(device)
         model, inputs = trained_from_inputs(Path(run_dir), cfg, device, lambda d: DetectionInputs(**d),
                                             lambda c, i: network(c, len(i.classes)), build_detection)
         for path in paths:
-            pixels = torch.from_numpy(np.array(open_image(Path(path)))).permute(2, 0, 1).contiguous()
+            pixels = torch.from_numpy(np.array(open_image(Path(path), TILE))).permute(2, 0, 1).contiguous()
             found = detect(model, pixels[None].to(device), None, cfg)[0].cpu()
             scored = found[found[:, 4] >= SHOWN]
             shown = scored[scored[:, 4].argsort(descending=True)][:top_k]

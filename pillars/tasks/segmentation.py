@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pillars import data
-from pillars.config import ConfigError, write_bytes_atomic, write_text_atomic
+from pillars.config import ConfigError, note, write_bytes_atomic, write_text_atomic
 from pillars.data.batches import TensorBatches
 from pillars.data.mri import (LABEL_SETS, Case, axial_slices, grey_png, read_nifti, scaled, segmentation_pairs,
                               slab_roles)
@@ -181,10 +181,19 @@ def labelled_cases(cfg: dict) -> tuple[list[Case], list[str], list[int]]:
         case = Case("colin27", scaled(arrays["t1"]), arrays[cfg["labels"]].astype(np.int64), True)
         return [case], names, list(range(len(names)))
     cases = segmentation_pairs(cfg["data"])
-    values = sorted(set().union(*(np.unique(c.labels).tolist() for c in cases)))
+    counts: dict[int, int] = {}
+    for c in cases:
+        for v, n in zip(*np.unique(c.labels, return_counts=True)):
+            counts[int(v)] = counts.get(int(v), 0) + int(n)
+    values = sorted(counts)
     if len(values) < 2:
         raise ConfigError(f"every label in {cfg['data']} is {values[0]}: segmentation needs at least two classes "
                           "(0 the background, and what to find)")
+    rare = [v for v in values if counts[v] < 1e-3 * sum(counts.values())]
+    if len(values) > 3 and len(rare) > len(values) / 2:   # 0 and 255 with the grey levels of their edges
+        note(f"note: {len(rare)} of the {len(values)} label values in {cfg['data']} each cover less than 0.1% of "
+             "the pixels: are the masks anti-aliased, resized or saved as JPEG? Each is trained as a class; "
+             "threshold the masks to one value a class (0, 1, 2, ... or 0 and 255) if they are not classes")
     return cases, [str(v) for v in values], values
 
 
@@ -446,7 +455,7 @@ def write_prediction(model: nn.Module, inputs: SegmentationInputs, path: Path, o
         return dst
     import nibabel as nib
     volume = read_nifti(path)
-    labels = segment(model, inputs, scaled(axial_slices(volume)), device)   # (Z, Y, X), Y flipped
+    labels = segment(model, inputs, scaled(axial_slices(volume, path)), device)   # (Z, Y, X), Y flipped
     ras = labels[:, ::-1, :].transpose(2, 1, 0).reshape(volume.shape).astype(np.int16)
     affine = nib.as_closest_canonical(nib.load(str(path))).affine
     dst = out / (path.name.split(".nii")[0] + "_label.nii.gz")

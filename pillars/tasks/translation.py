@@ -230,6 +230,14 @@ def build_translation(cfg: dict, device: torch.device, dataset: str = "bible-es-
         return {"translations-test.tsv": translations_tsv(test_pairs, [tok.decode(r[r > 0] - 1) for r in table])}
 
     train_src, train_tgt = encode_pairs(train_pairs, keep_long=False)
+    if len(train_src) < len(train_pairs):   # a pair longer than max_tokens would be cut mid-sentence: left out
+        kept = f"{len(train_pairs) - len(train_src):,} of the {len(train_pairs):,} training pairs are longer than " \
+               f"max_tokens={L} BPE tokens on a side"
+        if len(train_src) == 0:
+            raise ConfigError(f"{kept}: none is left to train on; raise --set max_tokens or split the pairs into "
+                              "sentences")
+        note(f"note: {kept} and are left out of training (the held-out pairs are all kept); --set max_tokens "
+             "keeps more, at more memory and time a step")
     src_len, tgt_len = (train_src != 0).sum(1), (train_tgt != 0).sum(1) - 1   # tgt: bos is read, eos predicted
     tensors = (train_src.to(device), train_tgt.to(device))
     train = (TokenBatches(tensors, torch.maximum(src_len, tgt_len), cfg["batch_size"], cfg["seed"]) if cfg["buckets"]
