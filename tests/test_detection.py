@@ -270,6 +270,18 @@ def test_bad_box_folders_name_the_file_and_the_fix(tmp_path):
         load_box_folder(tmp_path / "f")
 
 
+def test_held_out_regions_without_a_box_are_said_to_have_no_ap(tmp_path, capsys):
+    from pillars import train
+    write_folder(tmp_path / "top", yolo=True)
+    for n in range(3):   # every box in the top half: the held-out bottom 30% has none
+        (tmp_path / "top" / f"img{n}.txt").write_text("0 0.3 0.2 0.1 0.1\n1 0.7 0.3 0.1 0.1\n")
+    cfg = train.resolve_config("tree-detect", overrides={"data": str(tmp_path / "top"), "pretrained": "false"})
+    detection.build_detection(cfg, torch.device("cpu"))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the validation regions (the bottom 30% of each image, left half) hold no labelled box" in err
+    assert "the test regions (the bottom 30% of each image, right half)" in err
+
+
 def test_voc_boxes_outside_the_image_or_for_another_size_are_named(tmp_path, capsys):
     from pillars.data.aerial import load_box_folder
     write_folder(tmp_path / "v", yolo=False)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from pillars import data, metrics
-from pillars.config import ConfigError, Range
+from pillars.config import ConfigError, Range, note
 from pillars.data.batches import TensorBatches
 from pillars.data.aerial import BoxedImage, load_box_folder
 from pillars.data.weights import efficientnet_lite0_imagenet
@@ -211,6 +211,11 @@ def build_detection(cfg: dict, device: torch.device) -> DetectionJob:
     valid, valid_truth, valid_sizes, valid_names = held_out_regions(split["valid"])
     test, test_truth, test_sizes, test_names = held_out_regions(split["test"])
     n_valid, n_main_test = len(valid_truth), len(main)
+    for name, parts in (("validation", valid_truth), ("test", test_truth[:n_main_test])):
+        if not any(len(boxes) for boxes, _ in parts):   # AP is then undefined: nan, and nothing to choose on
+            note(f"note: the {name} regions (the bottom {cfg['held_out']:.0%} of each image, "
+                 f"{'left' if name == 'validation' else 'right'} half) hold no labelled box, so their AP is "
+                 "undefined (nan); label boxes there, or add images")
     truth, sizes = valid_truth + test_truth, valid_sizes + test_sizes
     groups = {"valid": list(range(n_valid)), "test": list(range(n_valid, n_valid + n_main_test)),
               "other": list(range(n_valid + n_main_test, len(truth)))}
