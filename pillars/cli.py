@@ -254,6 +254,7 @@ def exit_status(summary: dict) -> int:
 def resume(args, overrides: dict) -> int:
     """`pillars train --resume RUN_DIR`: the run's saved configuration, changed only by the keys given."""
     from pillars import config, runs, train
+    from pillars.weights import WeightsError
     clash = [flag for flag, given in (("--config", args.config), ("--out", args.out), ("--dry-run", args.dry_run))
              if given]
     if clash:
@@ -277,8 +278,16 @@ def resume(args, overrides: dict) -> int:
     if not started:   # it stopped before its first checkpoint, or they were removed: it starts over
         note(f"{run_dir} has no checkpoint to continue from: training it from the start with its saved "
              f"configuration{keep_earlier_log(run_dir)}")
-    return exit_status(runs.start(task_name, cfg, run_dir, resume=started, log=note,
-                                  progress=not args.no_progress))
+    try:
+        return exit_status(runs.start(task_name, cfg, run_dir, resume=started, log=note,
+                                      progress=not args.no_progress))
+    except WeightsError as e:   # the checkpoint's weights do not fit the model of the changed configuration
+        if e.damaged or not (changed or edited):
+            raise
+        raise config.ConfigError(f"{e.path} does not fit the model built with "
+                                 f"{', '.join(filter(None, (str(changed) if changed else '', edited)))}: the run's "
+                                 "shape cannot change on --resume; drop those keys (or restore config.toml), or "
+                                 "train a new run with them") from None
 
 
 def keep_earlier_log(run_dir: Path) -> str:
@@ -306,11 +315,15 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from pillars import runs, tasks
     from pillars.config import ConfigError
+    from pillars.weights import WeightsError
     if args.top_k is not None and args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1 (the number of classes, or boxes, to show), not {args.top_k}")
     run_dir = Path(args.run_dir)
     task_name, cfg = runs.saved_config(run_dir)
-    tasks.get(task_name).family.predict(run_dir, cfg, args.images, args.top_k, args.invert, args.device, say)
+    try:
+        tasks.get(task_name).family.predict(run_dir, cfg, args.images, args.top_k, args.invert, args.device, say)
+    except WeightsError as e:   # weights of another shape: config.toml edited since the run trained?
+        raise runs.weights_misfit(e, run_dir, task_name, cfg, None) from None
     return 0
 
 
@@ -329,6 +342,9 @@ def cmd_sample(args) -> int:
             raise ConfigError(f"{flag} must be {rule}, not {value}")
     if args.out:
         args.out = str(output_file(Path(args.out), "--out"))
+        if Path(args.out).exists():
+            raise ConfigError(f"--out {args.out} already exists: sample never replaces a file; delete it first, or "
+                              "give another name")
     run = runs.load(Path(args.run_dir), args.device, need_data=False, log=note)   # a language model needs no text
     request = SampleRequest(prompt=args.prompt, length=args.length, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, n=args.n, class_name=args.class_name, seed=args.seed, out=args.out)

@@ -16,6 +16,7 @@ error `pillars predict` would print, never by a traceback.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -327,7 +328,7 @@ def serve(run_dirs: list[Path], host: str = HOST, port: int = PORT, device: str 
     for run_dir in run_dirs:
         if not run_dir.is_dir():
             raise ConfigError(f"{run_dir} is not a folder: name run folders (those `pillars train` writes)")
-    if max_upload_mb <= 0:
+    if not (math.isfinite(max_upload_mb) and max_upload_mb > 0):
         raise ConfigError(f"--max-upload must be a positive number of megabytes, not {max_upload_mb}")
     gradio()
     run_dirs = list(dict.fromkeys(run_dirs))   # a run named twice gets one tab

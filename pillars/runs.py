@@ -158,11 +158,18 @@ def settings_changed(run_dir: Path, task_name: str, cfg: dict) -> str:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """The rows of a run's metrics.jsonl (none if it has none yet)."""
+    """The rows of a run's metrics.jsonl (none if it has none yet); a line that is not JSON (the last one, cut
+    short when the run was killed while writing it) is skipped."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return [row for row in rows if isinstance(row, dict)]
 
 
 def summary_of(run_dir: Path) -> dict | None:

@@ -119,7 +119,8 @@ def _remedy(path: Path, model: nn.Module | None) -> str:
                     f"{run_dir / 'checkpoints'} and the run continues from step {step}")
         return f"Copy the weights of its last intact checkpoint back (cp {candidate} {path}: step {step}), " \
                "or train the run again"
-    return "No checkpoint of the run holds weights that fit: train it again"
+    return ("No checkpoint of the run holds weights that fit: if its configuration was changed since it trained "
+            "(--set, or config.toml edited), restore it; otherwise train it again")
 
 
 def _intact(path: Path, model: nn.Module | None) -> bool:
@@ -158,6 +159,10 @@ def weights_path(run_dir: Path) -> Path:
     if not weights.exists():
         found = checkpoints(run_dir)
         if not found:
-            raise ConfigError(f"{run_dir} has no weights yet (no model.safetensors and no checkpoint)")
+            raise ConfigError(f"{run_dir} has no weights yet (no model.safetensors and no checkpoint): it stopped "
+                              f"before its first checkpoint; `pillars train --resume {run_dir}` trains it")
         weights = checkpoint_weights(found[-1])
+        if not weights.exists():   # a partial copy of the run
+            raise ConfigError(f"{weights} is missing: {run_dir} is incomplete (copied in part?). Copy the run "
+                              "again, or delete that checkpoint folder to use the one before it")
     return weights

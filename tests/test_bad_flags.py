@@ -263,7 +263,12 @@ def test_every_subcommand_names_a_bad_value(argv, words, cnn, lm, tr, tmp_path):
 
 def test_sample_writes_into_a_new_folder_and_an_unfinished_run_says_it_uses_a_checkpoint(lm, tmp_path):
     r = pillars("sample", str(lm), "--length", "5", "--out", str(tmp_path / "new" / "folder" / "s.txt"))
-    assert (tmp_path / "new" / "folder" / "s.txt").read_text().strip()
+    written = (tmp_path / "new" / "folder" / "s.txt").read_text()
+    assert written.strip()
+    again = pillars("sample", str(lm), "--length", "9", "--out", str(tmp_path / "new" / "folder" / "s.txt"),
+                    check=False)
+    assert again.returncode == 2 and "already exists: sample never replaces a file" in one_line(again)
+    assert (tmp_path / "new" / "folder" / "s.txt").read_text() == written   # the user's file is kept
     run = copy(lm, tmp_path)
     (run / "model.safetensors").unlink()
     r = pillars("sample", str(run), "--length", "5")
@@ -301,3 +306,39 @@ def test_a_signal_during_the_final_evaluation_keeps_the_checkpoint_and_says_how_
     monkeypatch.undo()
     pillars("train", "--resume", str(run), "--no-progress", "--max-steps", "3")
     assert runs.is_finished(run)
+
+
+def test_a_damaged_partial_or_reshaped_run_is_named_never_a_traceback(cnn, tmp_path):
+    import json
+    import wave
+
+    from pillars.data.audio import read_wav
+    from pillars.data.registry import InputFileError
+    run = copy(cnn, tmp_path)
+    (run / "summary.json").write_text('{"status": "fini')   # cut short: the last checkpoint is evaluated again
+    r = pillars("train", "--resume", str(run), "--no-progress")
+    assert "summary.json is damaged: evaluating step 2 again" in one_line(r)
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    r = pillars("train", "--resume", str(run), "--set", "width=8", check=False)
+    assert r.returncode == 2 and "does not fit the model built with {'width': 8}" in one_line(r)
+    assert "drop those keys" in one_line(r)
+    edit(run / "config.toml", "width = 16", "width = 8")
+    from PIL import Image
+    Image.new("L", (8, 8)).save(tmp_path / "x.png")
+    r = pillars("predict", str(run), str(tmp_path / "x.png"), check=False)
+    assert r.returncode == 2 and "config.toml was edited since the run trained" in one_line(r)
+    edit(run / "config.toml", "width = 8", "width = 16")
+    with (run / "metrics.jsonl").open("a") as f:   # killed while writing a line
+        f.write('{"step": 3, "split": "tr')
+    assert runs.read_metrics(run)[-1]["step"] == 2
+    for name in ("model.safetensors", "summary.json", "checkpoints/step-00000002/model.safetensors"):
+        (run / name).unlink()   # a partial copy of the run
+    r = pillars("evaluate", str(run), check=False)
+    assert r.returncode == 2 and "step-00000002/model.safetensors is missing" in one_line(r)
+    r = pillars("demo", str(cnn), "--max-upload", "nan", check=False)
+    assert r.returncode == 2 and "--max-upload must be a positive number" in one_line(r)
+    with wave.open(str(tmp_path / "ok.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(bytes(1600))
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "ok.wav").read_bytes()[:30])   # the header cut short
+    with pytest.raises(InputFileError, match="cut.wav is .*convert it to 16-bit PCM WAV"):
+        read_wav(tmp_path / "cut.wav")

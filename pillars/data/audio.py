@@ -16,6 +16,7 @@ filters equally spaced on the mel scale, in decibels, decorrelated by a discrete
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def read_wav(path: str | Path, rate: int = RATE, shortest: float = 0.05) -> np.n
         file_rate, samples = wavfile.read(path)
     except FileNotFoundError:
         raise InputFileError(f"{path}: no such file") from None
-    except (ValueError, EOFError) as e:
+    except (ValueError, EOFError, struct.error) as e:   # struct.error: a header cut short
         with open(path, "rb") as f:
             head = f.read(12)
         what = ("a WAV file whose sample format is not read here" if head[:4] == b"RIFF" and head[8:] == b"WAVE"

@@ -217,7 +217,8 @@ def trained_from_inputs(run_dir: Path, cfg: dict, device: torch.device, read_inp
             inputs = read_inputs(json.loads(saved.read_text()))
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(f"{saved} is damaged ({type(e).__name__}: {e}); it is written by pillars train and "
-                              "should not be edited. Train the run again") from None
+                              "should not be edited. Delete it: it is rebuilt from the run's training data, read "
+                              "again from where the run found it") from None
         model = network(cfg, inputs).to(device)
     else:
         try:

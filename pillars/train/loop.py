@@ -228,10 +228,18 @@ def restore(t: Trainer) -> dict | None:
         raise ConfigError(f"{t.run_dir} has trained {t.step} steps, more than the {t.total} asked for now (max_steps "
                           "or epochs): give more to train it further, or evaluate it as it is")
     if t.step >= t.total and (t.run_dir / "summary.json").exists():
-        if t.proc.main:
-            t.console.print(f"{t.run_dir} already finished at step {t.step}; raise --max-steps or --epochs "
-                            "to train it further")
-        return json.loads((t.run_dir / "summary.json").read_text())
+        try:
+            summary = json.loads((t.run_dir / "summary.json").read_text())
+        except ValueError:   # cut short or edited: the last checkpoint is evaluated again and the file rewritten
+            summary = None
+            if t.proc.main:
+                t.console.print(f"{t.run_dir / 'summary.json'} is damaged: evaluating step {t.step} again to write "
+                                "it", markup=False, highlight=False)
+        if summary is not None:
+            if t.proc.main:
+                t.console.print(f"{t.run_dir} already finished at step {t.step}; raise --max-steps or --epochs "
+                                "to train it further")
+            return summary
     remove_partial_checkpoints(t.run_dir)
     if t.proc.main:
         t.console.print(f"resuming {t.run_dir} from step {t.step}")
