@@ -437,6 +437,13 @@ def new_run_folder(task: str, out: str | Path | None, runs_dir: str | Path, cfg:
         return train.new_run_dir(Path(runs_dir), task), None
     run_dir = Path(out)
     if (run_dir / "config.toml").exists():
+        try:
+            names_task = "task" in read_toml(run_dir / "config.toml")
+        except ConfigError:   # not TOML at all
+            names_task = False
+        if not names_task:
+            raise ConfigError(f"--out {run_dir} holds a config.toml that is not a pillars run's (it names no task); "
+                              "nothing was written there. Choose a new or empty folder")
         if elastic and not is_finished(run_dir) and not settings_changed(run_dir, task, cfg):
             found = train.checkpoints(run_dir)
             note(f"{run_dir} holds this unfinished run (torchrun restart "

@@ -342,3 +342,10 @@ def test_a_damaged_partial_or_reshaped_run_is_named_never_a_traceback(cnn, tmp_p
     (tmp_path / "cut.wav").write_bytes((tmp_path / "ok.wav").read_bytes()[:30])   # the header cut short
     with pytest.raises(InputFileError, match="cut.wav is .*convert it to 16-bit PCM WAV"):
         read_wav(tmp_path / "cut.wav")
+
+
+def test_a_folder_with_a_config_toml_of_its_own_is_not_taken_for_a_run(tmp_path):
+    (tmp_path / "config.toml").write_text('title = "my project"\n')
+    r = pillars("train", "digits-cnn", "--out", str(tmp_path), "--max-steps", "1", check=False)
+    assert r.returncode == 2 and "holds a config.toml that is not a pillars run's" in one_line(r)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
