@@ -372,7 +372,14 @@ def load(run_dir: Path, device_name: str = "auto", overrides: dict | None = None
         tokenizers.load(saved)   # a damaged one names itself
     job = None if need_data else task.family.saved_job(run_dir, cfg, device)
     if job is None:
-        job = task.make_job(cfg, device, needs_of(task, cfg, device.type, train_missing=True))
+        try:
+            job = task.make_job(cfg, device, needs_of(task, cfg, device.type, train_missing=True))
+        except (ConfigError, DataError) as e:   # a user's file that has moved since the run trained
+            if not cfg.get("data") or Path(str(cfg["data"])).expanduser().exists():
+                raise
+            raise ConfigError(f"{e}. {run_dir} was trained on data={cfg['data']}, and the run is rebuilt from "
+                              "that data: put the file (or folder) back where it was (pillars evaluate also takes "
+                              "its new place: --set data=NEW_PLACE)") from None
     job.model.to(device)
     weights = weights_path(run_dir)
     if log is not None and weights.parent != run_dir:

@@ -349,3 +349,13 @@ def test_a_folder_with_a_config_toml_of_its_own_is_not_taken_for_a_run(tmp_path)
     r = pillars("train", "digits-cnn", "--out", str(tmp_path), "--max-steps", "1", check=False)
     assert r.returncode == 2 and "holds a config.toml that is not a pillars run's" in one_line(r)
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_a_run_whose_data_has_moved_says_which_file_it_needs(tr, tmp_path):
+    run = copy(tr, tmp_path)
+    moved = tmp_path / "moved.tsv"
+    shutil.copy(tr.parent / "pairs.tsv", moved)
+    edit(run / "config.toml", str(tr.parent / "pairs.tsv"), str(tmp_path / "gone.tsv"))   # as if it had moved
+    r = pillars("translate", str(run), "uno dos", check=False)
+    assert r.returncode == 2 and f"was trained on data={tmp_path / 'gone.tsv'}, and the run is rebuilt" in one_line(r)
+    assert pillars("evaluate", str(run), "--set", f"data={moved}").returncode == 0
