@@ -361,7 +361,7 @@ def cmd_translate(args) -> int:
         if not sentence.strip():
             raise ConfigError(f"sentence {i} ({sentence!r}) is empty: give the text to translate, e.g. "
                               f"pillars translate {args.run_dir} \"Y dijo Dios: Sea la luz\"")
-    run = runs.load(Path(args.run_dir), args.device, log=note)
+    run = runs.load(Path(args.run_dir), args.device, need_data=False, log=note)   # the vocabulary suffices
     translations = run.task.family.translate(run, args.sentences, args.beam)
     for sentence, translation in zip(args.sentences, translations):   # translations on stdout, one a line
         console.print(f"[dim]{escape(sentence)}[/]")

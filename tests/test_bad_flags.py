@@ -356,6 +356,9 @@ def test_a_run_whose_data_has_moved_says_which_file_it_needs(tr, tmp_path):
     moved = tmp_path / "moved.tsv"
     shutil.copy(tr.parent / "pairs.tsv", moved)
     edit(run / "config.toml", str(tr.parent / "pairs.tsv"), str(tmp_path / "gone.tsv"))   # as if it had moved
-    r = pillars("translate", str(run), "uno dos", check=False)
+    r = pillars("evaluate", str(run), check=False)
     assert r.returncode == 2 and f"was trained on data={tmp_path / 'gone.tsv'}, and the run is rebuilt" in one_line(r)
     assert pillars("evaluate", str(run), "--set", f"data={moved}").returncode == 0
+    r = pillars("translate", str(run), "uno dos")   # the saved vocabulary is all translating needs
+    assert "are no longer there: translating with the vocabulary the run saved" in one_line(r)
+    assert r.stdout.strip() == pillars("translate", str(tr), "uno dos").stdout.strip()

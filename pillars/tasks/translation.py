@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from pillars import explain, metrics
 from pillars.config import ConfigError, Range, check_multiple, note, unknown_name_message
-from pillars.data import sqlite_bible, text
+from pillars.data import sqlite_bible, text, tokenizers
 from pillars.data.batches import TensorBatches, TokenBatches
 from pillars.data.tokenizers import PAD, BPETokenizer
 from pillars.models import rnn, transformer
@@ -276,6 +277,19 @@ class TranslationFamily(Family):
         f = summary["final"]
         beam = f.get("beam", summary.get("beam", 1))
         return f"BLEU {f['bleu']:.1f}, chrF {f['chrf']:.1f} ({'beam' if beam > 1 else 'greedy'})"
+
+    def saved_job(self, run_dir: Path, cfg: dict, device: torch.device) -> TranslationJob | None:
+        """Translating needs the network and its vocabulary, not the pairs: a run whose own TSV (--set
+        data=FILE) has moved is rebuilt from its tokenizer.json, with a note. None when the TSV is there (the
+        task rebuilds the run from it) or no vocabulary was saved."""
+        saved = Path(run_dir) / "tokenizer.json"
+        if not cfg["data"] or Path(cfg["data"]).expanduser().is_file() or not saved.exists():
+            return None
+        tok = tokenizers.load(saved)
+        note(f"{cfg['data']}, the pairs {run_dir} was trained on, are no longer there: translating with the "
+             f"vocabulary the run saved ({saved}); evaluate and explain need the pairs back in their place")
+        return TranslationJob(model=network(cfg, len(tok)), train=None, valid=(), test=(), loss=None, eval_sums=None,
+                              summary=None, tokenizer=tok)
 
     def translate(self, run: LoadedRun, sentences: list[str], beam: int) -> list[str]:
         if beam < 1:
