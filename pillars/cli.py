@@ -272,7 +272,7 @@ def resume(args, overrides: dict) -> int:
     if changed:
         console.print(f"[yellow]resuming with changed keys {escape(str(changed))}: the run is no longer an exact "
                       f"continuation[/]")
-    cfg = {**cfg, **changed}
+    saved, cfg = cfg, {**cfg, **changed}
     train.check_config(cfg, task_name)
     started = bool(train.checkpoints(run_dir))
     if not started:   # it stopped before its first checkpoint, or they were removed: it starts over
@@ -281,13 +281,12 @@ def resume(args, overrides: dict) -> int:
     try:
         return exit_status(runs.start(task_name, cfg, run_dir, resume=started, log=note,
                                       progress=not args.no_progress))
-    except WeightsError as e:   # the checkpoint's weights do not fit the model of the changed configuration
-        if e.damaged or not (changed or edited):
-            raise
-        raise config.ConfigError(f"{e.path} does not fit the model built with "
-                                 f"{', '.join(filter(None, (str(changed) if changed else '', edited)))}: the run's "
-                                 "shape cannot change on --resume; drop those keys (or restore config.toml), or "
-                                 "train a new run with them") from None
+    except WeightsError as e:   # weights of another shape: keys changed here, or config.toml edited
+        shaping = {k: v for k, v in changed.items() if k not in train.TRAINING_ONLY}   # max_steps, lr: not the cause
+        if e.damaged or not shaping:
+            raise runs.weights_misfit(e, run_dir, task_name, saved, None) from None
+        raise config.ConfigError(f"{e.path} does not fit the model built with {shaping}: the run's shape cannot "
+                                 "change on --resume; drop those keys, or train a new run with them") from None
 
 
 def keep_earlier_log(run_dir: Path) -> str:

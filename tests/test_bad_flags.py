@@ -327,6 +327,8 @@ def test_a_damaged_partial_or_reshaped_run_is_named_never_a_traceback(cnn, tmp_p
     Image.new("L", (8, 8)).save(tmp_path / "x.png")
     r = pillars("predict", str(run), str(tmp_path / "x.png"), check=False)
     assert r.returncode == 2 and "config.toml was edited since the run trained" in one_line(r)
+    r = pillars("train", "--resume", str(run), "--max-steps", "3", check=False)   # the edit is the cause
+    assert r.returncode == 2 and "config.toml was edited since the run trained (width 16 -> 8)" in one_line(r)
     edit(run / "config.toml", "width = 8", "width = 16")
     with (run / "metrics.jsonl").open("a") as f:   # killed while writing a line
         f.write('{"step": 3, "split": "tr')
