@@ -138,6 +138,16 @@ class Family:
         where the family cannot, or need not (the task then rebuilds the run from its data)."""
         return None
 
+    @staticmethod
+    def moved_data_vocabulary(run_dir: Path, cfg: dict):
+        """(tokenizer.json, the vocabulary it holds) of a run whose own data file (--set data=FILE) is no
+        longer where it trained, for a `saved_job`; None when the file is there or no vocabulary was saved."""
+        from pillars.data import tokenizers
+        saved = Path(run_dir) / "tokenizer.json"
+        if not cfg["data"] or Path(cfg["data"]).expanduser().is_file() or not saved.exists():
+            return None
+        return saved, tokenizers.load(saved)
+
     def explain(self, run: LoadedRun, log: Callable[[str], None], light: bool = False, source: str = "") -> dict:
         """The experiments that show what the run learned: writes PNG files into the run folder, prints what
         it wrote through `log`, returns the figures as a dict."""

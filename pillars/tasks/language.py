@@ -23,7 +23,6 @@ from pillars.config import ConfigError, check_multiple, note, write_text_atomic
 from pillars.data.registry import InputFileError
 from pillars.data.text import corpus_splits, read_user_text
 from pillars.data.batches import TokenWindows, scored_windows
-from pillars.data import tokenizers
 from pillars.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from pillars.models import rnn, transformer
 from pillars.tasks import Family, Job, LoadedRun, SampleRequest, Task, check_choice, register
@@ -231,11 +230,10 @@ class LanguageModel(Family):
         """Sampling needs the network and its vocabulary, not the text: a run whose own text file (--set
         data=FILE) has moved is rebuilt from its tokenizer.json, with a note. None when the text is there
         (the task rebuilds the run from it, and checks the vocabulary) or no vocabulary was saved."""
-        saved = Path(run_dir) / "tokenizer.json"
-        if self.make_model is None or not cfg["data"] or Path(cfg["data"]).expanduser().is_file() \
-                or not saved.exists():
+        found = None if self.make_model is None else self.moved_data_vocabulary(run_dir, cfg)
+        if found is None:
             return None
-        tok = tokenizers.load(saved)
+        saved, tok = found
         note(f"{cfg['data']}, the text {run_dir} was trained on, is no longer there: sampling with the vocabulary "
              f"the run saved ({saved}); evaluate and explain need the text back in its place")
         return LanguageJob(model=self.make_model(cfg, len(tok)), train=None, valid=(), test=(), loss=None,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from pillars import explain, metrics
 from pillars.config import ConfigError, Range, check_multiple, note, unknown_name_message
-from pillars.data import sqlite_bible, text, tokenizers
+from pillars.data import sqlite_bible, text
 from pillars.data.batches import TensorBatches, TokenBatches
 from pillars.data.tokenizers import PAD, BPETokenizer
 from pillars.models import rnn, transformer
@@ -282,10 +282,10 @@ class TranslationFamily(Family):
         """Translating needs the network and its vocabulary, not the pairs: a run whose own TSV (--set
         data=FILE) has moved is rebuilt from its tokenizer.json, with a note. None when the TSV is there (the
         task rebuilds the run from it) or no vocabulary was saved."""
-        saved = Path(run_dir) / "tokenizer.json"
-        if not cfg["data"] or Path(cfg["data"]).expanduser().is_file() or not saved.exists():
+        found = self.moved_data_vocabulary(run_dir, cfg)
+        if found is None:
             return None
-        tok = tokenizers.load(saved)
+        saved, tok = found
         note(f"{cfg['data']}, the pairs {run_dir} was trained on, are no longer there: translating with the "
              f"vocabulary the run saved ({saved}); evaluate and explain need the pairs back in their place")
         return TranslationJob(model=network(cfg, len(tok)), train=None, valid=(), test=(), loss=None, eval_sums=None,
