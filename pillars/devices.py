@@ -47,6 +47,20 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if native_bf16(device.type) else "32"
 
 
+def precision_note(precision: str, device: torch.device) -> str | None:
+    """A warning for a precision that runs slowly on this device, or None: fp16 on a CPU, and bf16 asked for
+    by name on a CPU without bf16 units (there a matrix product is emulated: 1 GFLOP/s against 161 in fp32
+    on a 2-core AMD EPYC with AVX2, 61 against 320 on an Intel Xeon with AVX-512 and no AMX)."""
+    if device.type != "cpu":
+        return None
+    if resolve_precision(precision, device) == "16":
+        return "fp16 autocast on the CPU is slow and rarely supported well; bf16 is the CPU's half precision"
+    if precision == "bf16" and not native_bf16("cpu"):
+        return ("this CPU has no bf16 units (no avx512_bf16 or amx_bf16 in /proc/cpuinfo): bf16 is emulated, "
+                "and a matrix product runs tens of times slower than in fp32; precision auto or 32 is faster here")
+    return None
+
+
 def autocast(device: torch.device, precision: str):
     precision = resolve_precision(precision, device)
     if precision == "32":

@@ -37,7 +37,7 @@ import torch.nn as nn
 from pillars import tasks
 from pillars.config import ConfigError, write_text_atomic, write_toml
 from pillars.data.batches import eval_batches
-from pillars.devices import autocast, machine_name, resolve_device, resolve_precision
+from pillars.devices import autocast, machine_name, precision_note, resolve_device, resolve_precision
 from pillars.plots import save_image_grid
 from pillars.train.checkpoints import (DamagedCheckpoint, WriteError, load_state, reading, remove_partial_checkpoints,
                                        rng_state, save_checkpoint, seed_everything, set_aside, set_rng_state, written)
@@ -149,9 +149,8 @@ def build_trainer(task_name: str, cfg: dict, run_dir: Path, console, single_proc
     if cfg["batch_size"] % (proc.world * cfg["accum_steps"]):
         raise ConfigError(f"batch_size {cfg['batch_size']} must divide evenly over {proc.world} processes x "
                           f"{cfg['accum_steps']} accumulation steps")
-    if resolve_precision(cfg["precision"], device) == "16" and device.type == "cpu":
-        console.print("[yellow]fp16 autocast on the CPU is slow and rarely supported well; bf16 is the CPU's "
-                      "half precision[/]")
+    if note := precision_note(cfg["precision"], device):
+        console.print(f"[yellow]{note}[/]")
     seed_everything(cfg["seed"])
     if proc.world > 1 and not proc.main:   # the main process fills an empty data cache first, the others then read it
         dist.barrier()
