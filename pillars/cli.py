@@ -56,9 +56,9 @@ def _size_on_disk(path: Path) -> int:
 
 # ----------------------------------------------------------------------------- pillars data ...
 
-def output_file(path: Path, what: str) -> Path:
-    """A file the user asked a command to write: its folder is created, and must be writable; a file a run
-    folder holds (its weights, configuration, logs, checkpoints) is never replaced by it."""
+def output_file(path: Path, what: str, command: str, suffix: str = "") -> Path:
+    """A new file the user asked `command` to write: its folder is created, and must be writable; an existing
+    file is never replaced, whether the user's own or one a run folder holds (weights, configuration, logs)."""
     from pillars.config import ConfigError
     from pillars.data.registry import unwritable
     from pillars.runs import run_owning
@@ -68,6 +68,11 @@ def output_file(path: Path, what: str) -> Path:
                           "another file name")
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder: give a file name")
+    if suffix and path.suffix.lower() != suffix:
+        raise ConfigError(f"{what} {path} does not end in {suffix}: give the file a name that ends in {suffix}")
+    if path.exists():
+        raise ConfigError(f"{what} {path} already exists: {command} never replaces a file; delete it first, or "
+                          "give another name")
     why = unwritable(path.parent)
     if why:
         raise ConfigError(f"{what} {path}: its folder {path.parent} {why}; choose another place")
@@ -136,6 +141,8 @@ TEXT_KIND = "language modelling"   # the kind of pillars.data.text's corpora: on
 def cmd_data_export(args) -> int:
     """A text corpus as one UTF-8 file (for the text-file task, or any other tool); a set of photos or
     recordings (to try `pillars predict` on) as files in a folder."""
+    import filecmp
+
     from pillars import data
     from pillars.config import ConfigError, write_text_atomic
     from pillars.data.registry import atomic_copy, unwritable
@@ -156,15 +163,21 @@ def cmd_data_export(args) -> int:
         if why:
             raise ConfigError(f"the folder {folder} {why}; choose another place")
         paths = data.fetch(args.name, log=note)
+        theirs = [name for name, path in paths.items()
+                  if (folder / name).exists() and not filecmp.cmp(path, folder / name, shallow=False)]
+        if theirs:   # checked before the first copy: nothing is written
+            raise ConfigError(f"{folder} already holds other files named {', '.join(theirs)}: export never replaces "
+                              "a file; choose another folder")
         for name, path in paths.items():
-            atomic_copy(path, folder / name)
+            if not (folder / name).exists():   # one already there holds the same bytes: it stays
+                atomic_copy(path, folder / name)
             say(f"{folder / name}: {ds.meta[what][name]}")
         return 0
     out_file = Path(args.out)
     if out_file.is_dir():
         raise ConfigError(f"{out_file} is a folder; {args.name} is written as one text file: give its name "
                           f"(e.g. {out_file / (args.name + '.txt')})")
-    output_file(out_file, "the file")
+    output_file(out_file, "the file", "data export")
     text = as_text(data.load(args.name, log=note)["text"])
     write_text_atomic(out_file, text)
     say(f"wrote {len(text):,} characters of {args.name} to {args.out}")
@@ -340,10 +353,7 @@ def cmd_sample(args) -> int:
         if not valid:
             raise ConfigError(f"{flag} must be {rule}, not {value}")
     if args.out:
-        args.out = str(output_file(Path(args.out), "--out"))
-        if Path(args.out).exists():
-            raise ConfigError(f"--out {args.out} already exists: sample never replaces a file; delete it first, or "
-                              "give another name")
+        args.out = str(output_file(Path(args.out), "--out", "sample"))
     run = runs.load(Path(args.run_dir), args.device, need_data=False, log=note)   # a language model needs no text
     request = SampleRequest(prompt=args.prompt, length=args.length, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, n=args.n, class_name=args.class_name, seed=args.seed, out=args.out)
@@ -371,13 +381,7 @@ def cmd_translate(args) -> int:
 def cmd_export(args) -> int:
     """The run as an ONNX model (pillars.export): RUN_DIR/model.onnx unless --out names the file."""
     from pillars import export
-    from pillars.config import ConfigError
-    out_file = output_file(Path(args.out), "--out") if args.out else None
-    if out_file is not None and out_file.suffix.lower() != ".onnx":
-        raise ConfigError(f"--out {out_file} does not end in .onnx: give the ONNX file a name that ends in .onnx")
-    if out_file is not None and out_file.exists():
-        raise ConfigError(f"--out {out_file} already exists: export never replaces a file; delete it first, or "
-                          "give another name")
+    out_file = output_file(Path(args.out), "--out", "export", suffix=".onnx") if args.out else None
     path = export.export_run(Path(args.run_dir), out_file, args.device, log=note)
     say(f"wrote {path}")
     return 0

@@ -236,6 +236,12 @@ def test_product_photos_export_real_shoe_photos(tmp_path):
     (tmp_path / "file").write_text("x")
     r = pillars("data", "export", "product-photos", str(tmp_path / "file"), check=False)
     assert r.returncode == 2 and "give a folder" in r.stderr
+    pillars("data", "export", "product-photos", str(tmp_path / "photos"))   # again: the same files stay
+    theirs = tmp_path / "photos" / "nikolai-chernichenko-1299748-unsplash.jpg"
+    theirs.write_bytes(b"the user's own picture")
+    r = pillars("data", "export", "product-photos", str(tmp_path / "photos"), check=False)
+    assert r.returncode == 2 and "already holds other files named nikolai-chernichenko" in r.stderr
+    assert theirs.read_bytes() == b"the user's own picture"
 
 
 @pytest.mark.parametrize("task", ["fashion-resnet", "mnist-5k-cnn", "digits-cnn", "fashion-transfer"])

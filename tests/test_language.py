@@ -178,6 +178,9 @@ def test_text_file_task_trains_either_model_on_an_exported_corpus(tmp_path):
     assert need.returncode == 2 and "--set data=FILE" in need.stderr and "data export sotu" in need.stderr
     other = pillars("data", "export", "fashion-mnist", str(tmp_path / "x.txt"), check=False)
     assert other.returncode == 2 and "not a text corpus" in other.stderr and not (tmp_path / "x.txt").exists()
+    again = pillars("data", "export", "sotu", str(part), check=False)
+    assert again.returncode == 2 and "already exists: data export never replaces a file" in again.stderr
+    assert part.read_text(encoding="utf-8") == text[:200_000]   # the user's file is kept
 
 
 def scored_targets(held_out: tuple) -> list[int]:
