@@ -3,10 +3,11 @@
     python benchmarks/race.py                  # both races (about 30 minutes on 2 CPU cores)
     python benchmarks/race.py --only fashion   # or: --only sotu
     python benchmarks/race.py --long           # also the ResNet for the 94% row (about 50 minutes more)
+    python benchmarks/race.py --precision 32   # our side in fp32 even where the CPU has bf16 units
 
 The CPU is named with its matrix units (AMX, AVX-512 BF16, or AVX2 alone) and the measured rate of a large
 matmul in fp32 and bf16, at the start and above each table; our side trains in precision "auto" (bf16 where
-the CPU computes it natively, else fp32).
+the CPU computes it natively, else fp32), or the one --precision names.
 
 Fashion-MNIST, time to 91%, 92%, 93% and 94% validation accuracy:
   reference  the pytorch/examples `mnist/main.py` recipe, re-implemented here: its `Net` (two 3x3 convs of
@@ -92,6 +93,7 @@ OURS_FASHION = (("fashion-cnn", "fashion-cnn-91.toml"), ("fashion-cnn", "fashion
 OURS_FASHION_LONG = (("fashion-resnet", "fashion-resnet-94.toml"),)
 LONG_THRESHOLDS = (0.94,)   # the rows that only OURS_FASHION_LONG is meant to reach
 OURS_SOTU = "text-file-lstm-race.toml"
+OUR_PRECISION = {"value": "auto"}   # --precision: our side's, for every configuration (each sets "auto")
 
 
 # ----------------------------------------------------------------------------- our side: the project's loop
@@ -101,7 +103,7 @@ def ours(task: str, overrides: dict, metric: str, config_file: str | None = None
     """Train through pillars' loop into a temporary folder; [(train seconds, metric)] at each evaluation (the
     periodic evaluations read the task's validation set)."""
     run_dir = Path(tempfile.mkdtemp(prefix=f"race-{task}-"))
-    cfg = train.resolve_config(task, config_file, overrides=overrides)
+    cfg = train.resolve_config(task, config_file, overrides=overrides | {"precision": OUR_PRECISION["value"]})
     summary = runs.start(task, cfg, run_dir, progress=False, baselines=False)
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     points = [(r["train_time_s"], r[metric]) for r in lines if r["split"] == "valid"]
@@ -308,8 +310,8 @@ def shown(precision: str) -> str:
 
 
 def precision_name() -> str:
-    """What our side's precision "auto" is on this CPU: "bf16" or "32"."""
-    return resolve_precision("auto", torch.device("cpu"))
+    """What our side's precision is on this CPU, "auto" resolved: "bf16" or "32"."""
+    return resolve_precision(OUR_PRECISION["value"], torch.device("cpu"))
 
 
 def job_step_flops(job, precision: str) -> float:
@@ -356,8 +358,10 @@ def load_average() -> float:
 
 def machine_line(peaks: dict) -> str:
     """The CPU (vendor, its matrix units: AMX, AVX-512 BF16 or AVX2 alone) and the measured matmul peaks."""
+    auto = resolve_precision("auto", torch.device("cpu"))
+    forced = "" if OUR_PRECISION["value"] == "auto" else f"; ours in {shown(precision_name())} (--precision)"
     return (f"{machine_name()}, torch {torch.__version__}; torch.mm peaks fp32 {peaks['32'] / 1e9:.0f}, "
-            f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; precision auto is {precision_name()}")
+            f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; precision auto is {auto}{forced}")
 
 
 def record(name: str, rows: list[dict], peaks: dict, test: dict | None = None) -> None:
@@ -490,7 +494,11 @@ def main() -> None:
     p.add_argument("--ref-seconds", type=float, default=330.0,
                    help="stop the Fashion-MNIST reference after this much training time (default 330)")
     p.add_argument("--ref-iters", type=int, default=2000, help="nanoGPT iterations (default 2000, as documented)")
+    p.add_argument("--precision", choices=("auto", "32", "bf16"), default="auto",
+                   help="our side's precision (default auto, as the configurations set it: bf16 where the CPU "
+                        "computes it natively, else fp32); the references stay in fp32")
     args = p.parse_args()
+    OUR_PRECISION["value"] = args.precision
     load = load_average()
     peaks = cpu_peaks()
     print(f"{machine_line(peaks)} (peaks: the best of repeated 1024^3 torch.mm); load average before: {load:.2f}")
