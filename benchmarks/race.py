@@ -365,8 +365,11 @@ def machine_line(peaks: dict) -> str:
 
 
 def record(name: str, rows: list[dict], peaks: dict, test: dict | None = None) -> None:
-    """Keep the race's rows in benchmarks/race.json (one entry per race, the latest run's), for the README."""
+    """Keep the race's rows in benchmarks/race.json (one entry per race and --precision, the latest run's), for
+    the README."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if OUR_PRECISION["value"] != "auto":   # a race with --precision is kept beside the default's, not over it
+        name = f"{name}-{shown(precision_name())}"
     load = load_average()
     results[name] = {"rows": rows, "machine": f"{machine_name()}, torch {torch.__version__}",
                      "peaks_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},

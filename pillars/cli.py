@@ -166,8 +166,8 @@ def cmd_data_export(args) -> int:
         theirs = [name for name, path in paths.items()
                   if (folder / name).exists() and not filecmp.cmp(path, folder / name, shallow=False)]
         if theirs:   # checked before the first copy: nothing is written
-            raise ConfigError(f"{folder} already holds other files named {', '.join(theirs)}: export never replaces "
-                              "a file; choose another folder")
+            raise ConfigError(f"{folder} already holds other files named {', '.join(theirs)}: data export never "
+                              "replaces a file; delete them first, or choose another folder")
         for name, path in paths.items():
             if not (folder / name).exists():   # one already there holds the same bytes: it stays
                 atomic_copy(path, folder / name)

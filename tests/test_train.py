@@ -299,11 +299,15 @@ def test_a_precision_that_is_slow_on_this_cpu_is_named(monkeypatch):
     from pillars import devices
     cpu = torch.device("cpu")
     monkeypatch.setattr(devices, "native_bf16", lambda kind: False)
+    monkeypatch.setattr(devices, "x86_linux", lambda: True)
     note = devices.precision_note("bf16", cpu)
     assert "no bf16 units" in note and "precision auto or 32 is faster here" in note
     assert "fp16 autocast on the CPU is slow" in devices.precision_note("16", cpu)
     assert devices.precision_note("auto", cpu) is None and devices.precision_note("32", cpu) is None
     assert devices.precision_note("bf16", torch.device("meta")) is None
+    monkeypatch.setattr(devices, "x86_linux", lambda: False)   # an Arm or a Mac: its units are not looked for
+    assert devices.precision_note("bf16", cpu) is None
+    monkeypatch.setattr(devices, "x86_linux", lambda: True)
     monkeypatch.setattr(devices, "native_bf16", lambda kind: True)
     assert devices.precision_note("bf16", cpu) is None
 

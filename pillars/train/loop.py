@@ -149,7 +149,7 @@ def build_trainer(task_name: str, cfg: dict, run_dir: Path, console, single_proc
     if cfg["batch_size"] % (proc.world * cfg["accum_steps"]):
         raise ConfigError(f"batch_size {cfg['batch_size']} must divide evenly over {proc.world} processes x "
                           f"{cfg['accum_steps']} accumulation steps")
-    if note := precision_note(cfg["precision"], device):
+    if proc.main and (note := precision_note(cfg["precision"], device)):
         console.print(f"[yellow]{note}[/]")
     seed_everything(cfg["seed"])
     if proc.world > 1 and not proc.main:   # the main process fills an empty data cache first, the others then read it
