@@ -14,7 +14,8 @@ pushed past the profiled steps; one evaluation is timed apart). The loop labels 
     the loop's own work outside the labels (learning rate, counters);
 and prints the per-operator table (self time), one evaluation's time, and the step's FLOPs against the
 rate of a large matmul in the same precision. A run without --only keeps its report in
-benchmarks/profile_step.txt.
+benchmarks/profile_step.txt, or in the file --report names (one report per kind of CPU: profile_step-amx.txt
+holds an Intel Xeon with AMX in bf16).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ LINES: list[str] = []
 
 
 def say(text: str) -> None:
-    """Print a line of the report, and keep it for benchmarks/profile_step.txt."""
+    """Print a line of the report, and keep it for the report's file."""
     print(text, flush=True)
     LINES.append(text)
 
@@ -133,9 +134,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", choices=("fashion", "sotu"))
     p.add_argument("--steps", type=int, default=20, help="steps to time and to profile (default 20)")
+    p.add_argument("--report", type=Path, default=REPORT, help="where a run without --only keeps its report "
+                   f"(default {REPORT.relative_to(REPORT.parents[1])})")
     p.add_argument("--options", action="store_true",
                    help="also time the fast configuration with channels_last off, torch.compile, and fused AdamW")
     args = p.parse_args()
+    if not args.report.resolve().parent.is_dir():
+        p.error(f"--report {args.report}: the folder {args.report.resolve().parent} does not exist; make it first")
     say(f"machine: {machine_name()}, torch {torch.__version__}")
     peaks = cpu_peaks()
     say(f"attainable peaks (a 1024^3 torch.mm): fp32 {peaks['32'] / 1e9:.0f} GFLOP/s, bf16 "
@@ -149,9 +154,10 @@ def main() -> None:
     if args.options:
         options(args.steps)
     if args.only is None:
-        head = f"python benchmarks/profile_step.py, {time.strftime('%Y-%m-%d')}\n"
-        write_text_atomic(REPORT, head + "\n".join(LINES) + "\n")
-        print(f"-> {REPORT}")
+        command = " ".join(["python benchmarks/profile_step.py", *sys.argv[1:]])
+        head = f"{command}, {time.strftime('%Y-%m-%d')}\n"
+        write_text_atomic(args.report, head + "\n".join(LINES) + "\n")
+        print(f"-> {args.report}")
 
 
 if __name__ == "__main__":
