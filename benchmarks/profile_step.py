@@ -20,6 +20,7 @@ holds an Intel Xeon with AMX in bf16).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 import time
@@ -139,7 +140,9 @@ def main() -> None:
     p.add_argument("--options", action="store_true",
                    help="also time the fast configuration with channels_last off, torch.compile, and fused AdamW")
     args = p.parse_args()
-    if not args.report.resolve().parent.is_dir():
+    if args.only is None and args.report.is_dir():
+        p.error(f"--report {args.report} is a folder; name a file in it, e.g. {args.report / REPORT.name}")
+    if args.only is None and not args.report.resolve().parent.is_dir():
         p.error(f"--report {args.report}: the folder {args.report.resolve().parent} does not exist; make it first")
     say(f"machine: {machine_name()}, torch {torch.__version__}")
     peaks = cpu_peaks()
@@ -154,7 +157,7 @@ def main() -> None:
     if args.options:
         options(args.steps)
     if args.only is None:
-        command = " ".join(["python benchmarks/profile_step.py", *sys.argv[1:]])
+        command = shlex.join(["python", "benchmarks/profile_step.py", *sys.argv[1:]])
         head = f"{command}, {time.strftime('%Y-%m-%d')}\n"
         write_text_atomic(args.report, head + "\n".join(LINES) + "\n")
         print(f"-> {args.report}")
